@@ -1,0 +1,197 @@
+"""Config loading: YAML files in ``conf/`` → typed, validated objects.
+
+Every file is validated as a whole and every problem is reported at once in one
+:class:`~profilehouse.errors.ConfigError` naming the file, the key path, the bad value and what is
+expected. Unknown keys are rejected with the list of allowed keys.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from profilehouse.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONF_DIR = PROJECT_ROOT / "conf"
+CONF_DIR_ENV = "PROFILEHOUSE_CONF_DIR"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for config objects: unknown keys are errors, objects are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# environments.yaml
+# ---------------------------------------------------------------------------------------------
+
+
+class EnvironmentConfig(StrictModel):
+    """One environment profile: where data lives and how the Spark session is built."""
+
+    name: str = ""
+    master: str | None = Field(
+        default=None, description="Spark master URL; null on a cluster (spark-submit decides)."
+    )
+    warehouse: str = Field(description="Root of all Delta tables (local path or Hadoop URI).")
+    landing: str = Field(description="Root of the landing zone where source files arrive.")
+    truth: str = Field(description="Root of the generator's ground truth (never read by stages).")
+    delta_jars: Literal["local", "provided"] = Field(
+        description="'local': use the jars fetched by scripts/setup.sh; 'provided': the cluster "
+        "supplies them (spark-submit --packages or pre-installed jars)."
+    )
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("spark_conf", mode="before")
+    @classmethod
+    def _stringify_conf_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _spark_conf_value(v) for k, v in value.items()}
+        return value
+
+    def resolve_path(self, location: str) -> str:
+        """Return ``location`` as an absolute path or URI (relative paths are project-relative)."""
+        if "://" in location or location.startswith("/"):
+            return location
+        return str(PROJECT_ROOT / location)
+
+    @property
+    def warehouse_uri(self) -> str:
+        return self.resolve_path(self.warehouse)
+
+    @property
+    def landing_uri(self) -> str:
+        return self.resolve_path(self.landing)
+
+    @property
+    def truth_uri(self) -> str:
+        return self.resolve_path(self.truth)
+
+
+def _spark_conf_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+class EnvironmentsFile(StrictModel):
+    environments: dict[str, EnvironmentConfig]
+
+
+def load_environment(name: str, conf_dir: str | Path | None = None) -> EnvironmentConfig:
+    """Load the environment profile ``name`` from ``environments.yaml``.
+
+    Raises ConfigError if the file is invalid or has no such profile (listing the ones it has).
+    """
+    path = conf_path("environments.yaml", conf_dir)
+    envs = load_model(path, EnvironmentsFile).environments
+    if name not in envs:
+        raise ConfigError(
+            str(path),
+            [f"environments.{name}: no such environment (present: {', '.join(sorted(envs))})"],
+        )
+    return envs[name].model_copy(update={"name": name})
+
+
+# ---------------------------------------------------------------------------------------------
+# generic loading
+# ---------------------------------------------------------------------------------------------
+
+
+def conf_path(filename: str, conf_dir: str | Path | None = None) -> Path:
+    """Return the path of a config file: ``conf_dir``, else $PROFILEHOUSE_CONF_DIR, else conf/."""
+    base = Path(conf_dir or os.environ.get(CONF_DIR_ENV) or DEFAULT_CONF_DIR)
+    return base / filename
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML file into a mapping; raise ConfigError naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), ["file not found"])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"top level must be a mapping, got {type(data).__name__}"])
+    return data
+
+
+def load_model(path: str | Path, model: type[M]) -> M:
+    """Load a YAML file and validate it as ``model``; all problems are raised at once."""
+    return parse_model(read_yaml(path), model, source=str(path))
+
+
+def parse_model(data: dict[str, Any], model: type[M], source: str) -> M:
+    """Validate an already-parsed mapping as ``model``, reporting problems against ``source``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, describe_validation_errors(exc, model)) from None
+
+
+def describe_validation_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """Turn pydantic errors into messages naming key path, bad value and what is expected."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = allowed_keys(model, loc[:-1])
+            hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+            problems.append(f"{key}: unknown key{hint}")
+        elif kind == "missing":
+            problems.append(f"{key}: required key is missing")
+        else:
+            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return problems
+
+
+def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Return the field names of the model found at ``loc`` inside ``model`` (best effort)."""
+    current: Any = model
+    for part in loc:
+        current = _step_into(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _step_into(tp: Any, part: Any) -> Any:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(str(part))
+        return _unwrap(field.annotation) if field else None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is dict and len(args) == 2:
+        return _unwrap(args[1])
+    if origin in (list, tuple) and args:
+        return _unwrap(args[0])
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional/Union wrappers down to the one model type they hold, if any."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(tp) if a is not type(None)]
+        return models[0] if len(models) == 1 else tp
+    return tp

@@ -1,0 +1,29 @@
+"""Exception classes raised by the library, one per kind of failure."""
+
+from __future__ import annotations
+
+
+class ProfilehouseError(Exception):
+    """Base class for every error this library raises on purpose."""
+
+
+class ConfigError(ProfilehouseError):
+    """A config file is missing, unreadable or invalid.
+
+    ``problems`` lists every problem found (all are reported at once), each naming the key path,
+    the bad value and what is expected.
+    """
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid config file {path}:\n{lines}")
+
+
+class SetupError(ProfilehouseError):
+    """The runtime is not set up (e.g. Delta jars not fetched, Java missing)."""
+
+
+class SchemaError(ProfilehouseError):
+    """Input data does not have the columns or types a stage needs."""
