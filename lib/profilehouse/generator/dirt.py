@@ -1,0 +1,206 @@
+"""Dirty-data patterns: how one true person is typed differently in each system.
+
+:func:`with_person_dirt` turns true person columns into the values a source system holds, and
+records which patterns were applied as ``f_*`` flag columns (kept in the ground truth, never in
+the source files), so tests can check each pattern's rate and that it really shows in the files.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from profilehouse.generator import rand
+from profilehouse.generator.settings import Dirt
+
+# Formats a mobile is typed in (plain 11 digits is the clean one).
+MOBILE_FORMATS = (
+    "+86 {3} {4} {4}",
+    "+86-{3}-{4}-{4}",
+    "0086{11}",
+    "{3}-{4}-{4}",
+    "{3} {4} {4}",
+    "+86{11}",
+    " {11} ",
+)
+BAD_DATES = ("N/A", "0000-00-00", "31/02/2020", "99999999", "unknown")
+
+FLAG_COLUMNS = (
+    "f_name_typo",
+    "f_name_traditional",
+    "f_name_spacing",
+    "f_mobile_formatted",
+    "f_email_upper",
+    "f_birth_swapped",
+    "f_stale_address",
+    "f_invalid_id_check",
+    "f_bad_date",
+    "f_missing_mobile",
+    "f_missing_email",
+    "f_missing_address",
+)
+
+
+def formatted_mobile_expr(mobile: Column, style: Column) -> Column:
+    """``mobile`` (11 digits) written in format number ``style`` (0..len(MOBILE_FORMATS)-1)."""
+    a, b, c = F.substring(mobile, 1, 3), F.substring(mobile, 4, 4), F.substring(mobile, 8, 4)
+    variants = [
+        F.concat(F.lit("+86 "), a, F.lit(" "), b, F.lit(" "), c),
+        F.concat(F.lit("+86-"), a, F.lit("-"), b, F.lit("-"), c),
+        F.concat(F.lit("0086"), mobile),
+        F.concat(a, F.lit("-"), b, F.lit("-"), c),
+        F.concat(a, F.lit(" "), b, F.lit(" "), c),
+        F.concat(F.lit("+86"), mobile),
+        F.concat(F.lit(" "), mobile, F.lit(" ")),
+    ]
+    expr = F.when(style == 0, variants[0])
+    for i, v in enumerate(variants[1:], start=1):
+        expr = expr.when(style == i, v)
+    return expr.otherwise(mobile)
+
+
+def spaced_name_expr(surname: Column, given: Column, style: Column) -> Column:
+    """A name with stray spacing: padded, a space or an ideographic space inside."""
+    name = F.concat(surname, given)
+    return (
+        F.when(style == 0, F.concat(F.lit(" "), name, F.lit("  ")))
+        .when(style == 1, F.concat(surname, F.lit(" "), given))
+        .otherwise(F.concat(surname, F.lit("\u3000"), given))
+    )
+
+
+def wrong_check_char_expr(id_no: Column, shift: Column) -> Column:
+    """``id_no`` with its check character replaced by a different one."""
+    chars = "0123456789X"
+    current = F.instr(F.lit(chars), F.substring(id_no, 18, 1)) - 1
+    new_idx = F.pmod(current + shift, F.lit(11)) + 1
+    return F.concat(F.substring(id_no, 1, 17), F.substring(F.lit(chars), new_idx.cast("int"), 1))
+
+
+def with_person_dirt(
+    df: DataFrame,
+    dirt: Dirt,
+    seed: int,
+    source: str,
+    key: str,
+    date_format: str,
+    mobile_col: str = "mobile",
+) -> DataFrame:
+    """Add ``src_*`` columns (values as ``source`` holds them) and ``f_*`` flags.
+
+    Expects the true columns of :func:`~profilehouse.generator.persons.build_persons` plus
+    ``key`` (the record's unique key, so draws differ per record and per system).
+    ``date_format`` is the source's Spark date pattern for ``src_birth_date``.
+    """
+
+    def draw(name: str) -> Column:
+        return rand.uniform(seed, f"{source}:{name}", key)
+
+    d = dirt
+    df = (
+        df.withColumn("f_name_typo", draw("typo") < d.name_typo)
+        .withColumn(
+            "f_name_traditional", ~F.col("f_name_typo") & (draw("trad") < d.name_traditional)
+        )
+        .withColumn(
+            "f_name_spacing",
+            ~F.col("f_name_typo") & ~F.col("f_name_traditional") & (draw("space") < d.name_spacing),
+        )
+        .withColumn("f_missing_mobile", draw("miss_mobile") < d.missing_field)
+        .withColumn(
+            "f_mobile_formatted",
+            ~F.col("f_missing_mobile") & (draw("mobile_fmt") < d.mobile_formatted),
+        )
+        .withColumn(
+            "f_missing_email", F.col("email").isNull() | (draw("miss_email") < d.missing_field)
+        )
+        .withColumn("f_email_upper", ~F.col("f_missing_email") & (draw("upper") < d.email_upper))
+        .withColumn("f_bad_date", draw("bad_date") < d.bad_date)
+        .withColumn(
+            "f_birth_swapped",
+            ~F.col("f_bad_date")
+            & (F.dayofmonth("birth_date") <= 12)
+            & (F.dayofmonth("birth_date") != F.month("birth_date"))
+            & (draw("swap") < d.birth_swapped),
+        )
+        .withColumn("f_missing_address", draw("miss_addr") < d.missing_field)
+        .withColumn(
+            "f_stale_address", ~F.col("f_missing_address") & (draw("stale") < d.stale_address)
+        )
+        .withColumn("f_invalid_id_check", draw("id_check") < d.invalid_id_check)
+    )
+    style = lambda name, k: F.floor(draw(name) * k).cast("int")  # noqa: E731
+    swapped = F.make_date(F.year("birth_date"), F.dayofmonth("birth_date"), F.month("birth_date"))
+    return (
+        df.withColumn(
+            "src_name",
+            F.when(F.col("f_name_typo"), F.col("name_typo"))
+            .when(F.col("f_name_traditional"), F.col("name_traditional"))
+            .when(
+                F.col("f_name_spacing"),
+                spaced_name_expr(F.col("surname"), F.col("given_name"), style("space_style", 3)),
+            )
+            .otherwise(F.col("name")),
+        )
+        .withColumn(
+            "src_mobile",
+            F.when(F.col("f_missing_mobile"), F.lit(None).cast("string"))
+            .when(
+                F.col("f_mobile_formatted"),
+                formatted_mobile_expr(
+                    F.col(mobile_col), style("mobile_style", len(MOBILE_FORMATS))
+                ),
+            )
+            .otherwise(F.col(mobile_col)),
+        )
+        .withColumn(
+            "src_email",
+            F.when(F.col("f_missing_email"), F.lit(None).cast("string"))
+            .when(F.col("f_email_upper"), F.upper("email"))
+            .otherwise(F.col("email")),
+        )
+        .withColumn(
+            "src_birth_date",
+            F.when(F.col("f_bad_date"), rand.choice(BAD_DATES, seed, f"{source}:bad_date_v", key))
+            .when(F.col("f_birth_swapped"), F.date_format(swapped, date_format))
+            .otherwise(F.date_format("birth_date", date_format)),
+        )
+        .withColumn(
+            "src_address",
+            F.when(F.col("f_missing_address"), F.lit(None).cast("string"))
+            .when(F.col("f_stale_address"), F.col("old_address"))
+            .otherwise(F.col("address")),
+        )
+        .withColumn(
+            "src_id_no",
+            F.when(
+                F.col("f_invalid_id_check"),
+                wrong_check_char_expr(
+                    F.col("id_no"), rand.randint(1, 10, seed, f"{source}:idc", key)
+                ),
+            ).otherwise(F.col("id_no")),
+        )
+    )
+
+
+def bad_value_expr(
+    value: Column, rate: float, bad_values: tuple[str, ...], seed: int, salt: str, key: str
+) -> tuple[Column, Column]:
+    """(value replaced by one of ``bad_values`` at ``rate``, flag of the replacement)."""
+    flag = rand.uniform(seed, f"{salt}:bad", key) < rate
+    bad = rand.choice(bad_values, seed, f"{salt}:bad_v", key)
+    return F.when(flag, bad).otherwise(value.cast("string")), flag
+
+
+def patterns_expr(flags: dict[str, Column | str]) -> Column:
+    """array<string> of the pattern names whose flag is true (empty array when none)."""
+    items = [
+        F.when(F.col(flag) if isinstance(flag, str) else flag, F.lit(name))
+        for name, flag in flags.items()
+    ]
+    return F.array_compact(F.array(*items)) if items else F.array().cast("array<string>")
+
+
+def person_patterns_expr() -> Column:
+    """Patterns array for the flags that :func:`with_person_dirt` adds."""
+    return patterns_expr({c.removeprefix("f_"): c for c in FLAG_COLUMNS})
