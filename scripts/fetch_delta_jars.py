@@ -45,7 +45,7 @@ def main() -> int:
     jars_dir.mkdir(parents=True, exist_ok=True)
     missing = []
     for coord, name in zip(coords, wanted, strict=True):
-        group, artifact, _ = coord.split(":")
+        group, _artifact, _ = coord.split(":")
         fetched = ivy_dir / "jars" / f"{group}_{name}"
         if not fetched.is_file():
             missing.append(str(fetched))

@@ -89,12 +89,20 @@ def weighted_choice(
 def scramble(value: Column | str, modulus: int, multiplier: int, offset: int) -> Column:
     """Bijective scrambling of integers in [0, modulus) (``multiplier`` coprime to ``modulus``).
 
-    Turns sequential IDs into unique, non-sequential numbers (customer numbers, mobiles).
+    Turns sequential IDs into unique, non-sequential numbers (customer numbers, mobiles): two
+    affine rounds with a rotation of the decimal digits in between, so neighbours look unrelated.
+    ``modulus`` must be a power of ten.
     """
     if math.gcd(multiplier, modulus) != 1:
         raise ValueError(f"multiplier {multiplier} must be coprime to modulus {modulus}")
+    width = len(str(modulus)) - 1
+    if modulus != 10**width or width < 2:
+        raise ValueError(f"modulus must be a power of ten >= 100, got {modulus}")
+    half = 10 ** (width // 2)
     col = F.col(value) if isinstance(value, str) else value
-    return F.pmod(col.cast("long") * F.lit(multiplier) + F.lit(offset), F.lit(modulus))
+    x = F.pmod(col.cast("long") * F.lit(multiplier) + F.lit(offset), F.lit(modulus))
+    rotated = F.pmod(x, F.lit(half)) * F.lit(modulus // half) + F.floor(x / half).cast("long")
+    return F.pmod(rotated * F.lit(multiplier) + F.lit(offset // 7), F.lit(modulus))
 
 
 def digits(value: Column, width: int) -> Column:

@@ -1,0 +1,41 @@
+"""Run the whole pipeline: generate demo data if absent, then every stage, then a summary.
+
+    python jobs/run_pipeline.py --env local [--scale-factor 0.1] [--regenerate]
+    spark-submit ... jobs/run_pipeline.py --env cluster --conf-dir /path/to/conf
+
+The last line printed is ``run summary: <path to the run's JSON summary>``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.pipeline import run_pipeline
+from profilehouse.session import build_spark_session
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--scale-factor", type=float, default=None, help="override conf/generator.yaml"
+    )
+    parser.add_argument(
+        "--regenerate", action="store_true", help="regenerate demo data even if present"
+    )
+    ctx = parse_job_args(parser, argv)
+    spark = build_spark_session(ctx.env, app_name="profilehouse-pipeline")
+    summary, path = run_pipeline(
+        spark,
+        ctx.env,
+        ctx.conf_dir,
+        scale_factor=ctx.args.scale_factor,
+        regenerate=ctx.args.regenerate,
+    )
+    print(f"pipeline {summary.status}: run {summary.run_id}")
+    print(f"run summary: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
