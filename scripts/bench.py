@@ -1,0 +1,189 @@
+"""Benchmark harness: stage timings, rows/s, bytes, peak memory, and a floor to compare with.
+
+For each scale factor it runs each stage (today: the generator) and, in the same run, a *floor*:
+a plain Spark scan of the stage's output bytes written straight back out. Each stage then reads
+as a ratio to the floor, which cancels much of the machine's noise.
+
+    .venv/bin/python scripts/bench.py --scale-factors 0.1 1 [--out bench-results]
+
+Writes ``<out>/<timestamp>/bench.json`` and ``bench.md`` and prints the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+from profilehouse import fs  # noqa: E402
+from profilehouse.config import load_environment  # noqa: E402
+from profilehouse.generator.generate import generate  # noqa: E402
+from profilehouse.generator.settings import load_generator_settings  # noqa: E402
+from profilehouse.session import build_spark_session  # noqa: E402
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and its children (the JVM) every 0.2 s."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process(os.getpid())
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        total = self._proc.memory_info().rss
+        for child in self._proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class StageResult:
+    scale_factor: float
+    stage: str
+    seconds: float
+    rows_in: int
+    rows_out: int
+    bytes_out: int
+    rows_per_s: float
+    peak_rss_mib: float
+    floor_seconds: float
+    ratio_to_floor: float
+
+
+def floor_seconds(spark, path: str, scratch: str) -> float:  # noqa: ANN001
+    """Time of a plain scan + write of every byte under ``path`` (the floor)."""
+    started = time.perf_counter()
+    spark.read.option("recursiveFileLookup", "true").text(path).write.mode("overwrite").text(scratch)
+    elapsed = time.perf_counter() - started
+    fs.delete_path(spark, scratch)
+    return elapsed
+
+
+def bench_generate(spark, env, sf: float, work: Path) -> StageResult:  # noqa: ANN001
+    cfg = load_generator_settings().with_overrides(scale_factor=sf)
+    landing, truth = work / f"sf{sf}" / "landing", work / f"sf{sf}" / "truth"
+    with PeakMemory() as mem:
+        report = generate(spark, cfg, str(landing), str(truth), force=True, progress=lambda _m: None)
+    floor = floor_seconds(spark, str(landing), str(work / "floor"))
+    return StageResult(
+        scale_factor=sf,
+        stage="generate",
+        seconds=round(report.seconds, 2),
+        rows_in=cfg.persons,
+        rows_out=report.rows,
+        bytes_out=report.bytes,
+        rows_per_s=round(report.rows / report.seconds),
+        peak_rss_mib=round(mem.peak / 2**20),
+        floor_seconds=round(floor, 2),
+        ratio_to_floor=round(report.seconds / floor, 2),
+    )
+
+
+def to_markdown(results: list[StageResult], meta: dict) -> str:
+    lines = [
+        f"Run {meta['started_at']} on {meta['cores']} cores, {meta['memory_gib']} GiB, "
+        f"Spark {meta['spark']}, driver memory {meta['driver_memory']}.",
+        "",
+        "| SF | stage | seconds | rows in | rows out | MiB out | rows/s | peak RSS MiB | floor s | × floor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.scale_factor:g} | {r.stage} | {r.seconds:.1f} | {r.rows_in:,} | {r.rows_out:,} | "
+            f"{r.bytes_out / 2**20:,.0f} | {r.rows_per_s:,.0f} | {r.peak_rss_mib:,.0f} | "
+            f"{r.floor_seconds:.1f} | {r.ratio_to_floor:.2f} |"
+        )
+    by_stage: dict[str, list[StageResult]] = {}
+    for r in results:
+        by_stage.setdefault(r.stage, []).append(r)
+    for stage, rs in by_stage.items():
+        if len(rs) >= 2:
+            import math
+
+            a, b = rs[0], rs[-1]
+            exponent = math.log(b.seconds / a.seconds) / math.log(b.scale_factor / a.scale_factor)
+            lines.append("")
+            lines.append(
+                f"{stage}: time scales as SF^{exponent:.2f} between SF {a.scale_factor:g} and "
+                f"SF {b.scale_factor:g} (1.0 = linear)."
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale-factors", type=float, nargs="+", default=[0.1, 1.0])
+    parser.add_argument("--stages", nargs="+", default=["generate"], choices=["generate"])
+    parser.add_argument("--env", default="local")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument("--keep-data", action="store_true", help="keep generated data")
+    args = parser.parse_args()
+
+    env = load_environment(args.env)
+    spark = build_spark_session(env, app_name="profilehouse-bench")
+    started = dt.datetime.now(dt.UTC)
+    out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
+    work = out / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "spark": spark.version,
+        "driver_memory": spark.conf.get("spark.driver.memory", "default"),
+        "python": platform.python_version(),
+    }
+    # Warm up the JVM so the first measured stage does not pay for class loading.
+    spark.range(1000).selectExpr("sum(id)").collect()
+    results = []
+    for sf in sorted(args.scale_factors):
+        for stage in args.stages:
+            print(f"running {stage} at SF {sf:g} ...", flush=True)
+            result = bench_generate(spark, env, sf, work)
+            print(f"  {result.seconds:.1f} s, {result.rows_out:,} rows, x{result.ratio_to_floor} floor", flush=True)
+            results.append(result)
+    markdown = to_markdown(results, meta)
+    (out / "bench.json").write_text(
+        json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2), encoding="utf-8"
+    )
+    (out / "bench.md").write_text(markdown + "\n", encoding="utf-8")
+    if not args.keep_data:
+        shutil.rmtree(work, ignore_errors=True)
+    print(markdown)
+    print(f"bench results: {out / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
