@@ -12,6 +12,7 @@ Writes ``<out>/<timestamp>/bench.json`` and ``bench.md`` and prints the Markdown
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 from profilehouse import fs  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
-from profilehouse.generator.generate import generate  # noqa: E402
+from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
 from profilehouse.session import build_spark_session  # noqa: E402
 
@@ -47,10 +48,8 @@ class PeakMemory:
     def _rss(self) -> int:
         total = self._proc.memory_info().rss
         for child in self._proc.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def _run(self) -> None:
@@ -81,20 +80,24 @@ class StageResult:
     ratio_to_floor: float
 
 
-def floor_seconds(spark, path: str, scratch: str) -> float:  # noqa: ANN001
+def floor_seconds(spark, path: str, scratch: str) -> float:
     """Time of a plain scan + write of every byte under ``path`` (the floor)."""
     started = time.perf_counter()
-    spark.read.option("recursiveFileLookup", "true").text(path).write.mode("overwrite").text(scratch)
+    spark.read.option("recursiveFileLookup", "true").text(path).write.mode("overwrite").text(
+        scratch
+    )
     elapsed = time.perf_counter() - started
     fs.delete_path(spark, scratch)
     return elapsed
 
 
-def bench_generate(spark, env, sf: float, work: Path) -> StageResult:  # noqa: ANN001
+def bench_generate(spark, env, sf: float, work: Path) -> StageResult:
     cfg = load_generator_settings().with_overrides(scale_factor=sf)
     landing, truth = work / f"sf{sf}" / "landing", work / f"sf{sf}" / "truth"
     with PeakMemory() as mem:
-        report = generate(spark, cfg, str(landing), str(truth), force=True, progress=lambda _m: None)
+        report = generate(
+            spark, cfg, str(landing), str(truth), force=True, progress=lambda _m: None
+        )
     floor = floor_seconds(spark, str(landing), str(work / "floor"))
     return StageResult(
         scale_factor=sf,
@@ -115,12 +118,14 @@ def to_markdown(results: list[StageResult], meta: dict) -> str:
         f"Run {meta['started_at']} on {meta['cores']} cores, {meta['memory_gib']} GiB, "
         f"Spark {meta['spark']}, driver memory {meta['driver_memory']}.",
         "",
-        "| SF | stage | seconds | rows in | rows out | MiB out | rows/s | peak RSS MiB | floor s | × floor |",
+        "| SF | stage | seconds | rows in | rows out | MiB out | rows/s | peak RSS MiB "
+        "| floor s | × floor |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.scale_factor:g} | {r.stage} | {r.seconds:.1f} | {r.rows_in:,} | {r.rows_out:,} | "
+            f"| {r.scale_factor:g} | {r.stage} | {r.seconds:.1f} | {r.rows_in:,} "
+            f"| {r.rows_out:,} | "
             f"{r.bytes_out / 2**20:,.0f} | {r.rows_per_s:,.0f} | {r.peak_rss_mib:,.0f} | "
             f"{r.floor_seconds:.1f} | {r.ratio_to_floor:.2f} |"
         )
@@ -171,11 +176,16 @@ def main() -> int:
         for stage in args.stages:
             print(f"running {stage} at SF {sf:g} ...", flush=True)
             result = bench_generate(spark, env, sf, work)
-            print(f"  {result.seconds:.1f} s, {result.rows_out:,} rows, x{result.ratio_to_floor} floor", flush=True)
+            print(
+                f"  {result.seconds:.1f} s, {result.rows_out:,} rows, "
+                f"x{result.ratio_to_floor} floor",
+                flush=True,
+            )
             results.append(result)
     markdown = to_markdown(results, meta)
     (out / "bench.json").write_text(
-        json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2), encoding="utf-8"
+        json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2),
+        encoding="utf-8",
     )
     (out / "bench.md").write_text(markdown + "\n", encoding="utf-8")
     if not args.keep_data:

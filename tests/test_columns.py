@@ -27,8 +27,15 @@ def test_id_check_char(spark: SparkSession, first17: str | None, expected: str |
 
 @pytest.mark.parametrize(
     ("value", "keep", "expected"),
-    [("13800138000", (3, 4), "138****8000"), ("张伟", (1, 0), "张*"), ("ab", (3, 4), "ab"), (None, (3, 4), None)],
+    [
+        ("13800138000", (3, 4), "138****8000"),
+        ("张伟", (1, 0), "张*"),
+        ("ab", (3, 4), "ab"),
+        (None, (3, 4), None),
+    ],
 )
-def test_mask_middle(spark: SparkSession, value: str | None, keep: tuple[int, int], expected: str | None) -> None:
+def test_mask_middle(
+    spark: SparkSession, value: str | None, keep: tuple[int, int], expected: str | None
+) -> None:
     df = spark.createDataFrame([(value,)], "v string")
     assert df.select(mask_middle_expr(F.col("v"), *keep)).first()[0] == expected

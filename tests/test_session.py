@@ -76,8 +76,9 @@ def test_local_conf_points_at_fetched_jars_and_cluster_conf_does_not() -> None:
 
 
 def test_maven_coordinates_match_installed_versions() -> None:
-    import pyspark
     from importlib import metadata
+
+    import pyspark
 
     spark_coord, storage = delta_maven_coordinates()
     minor = ".".join(pyspark.__version__.split(".")[:2])

@@ -16,7 +16,7 @@ class PathSummary:
     bytes: int
 
 
-def _fs_and_path(spark: SparkSession, uri: str):  # noqa: ANN202 - py4j objects
+def _fs_and_path(spark: SparkSession, uri: str):
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(uri)
     return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path

@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from profilehouse.catalog import TableCatalog
 from profilehouse.config import EnvironmentConfig
-from profilehouse.generator.generate import GenerationReport, generate
+from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import load_generator_settings
 from profilehouse.run_summary import RunSummary
 
@@ -61,11 +61,13 @@ def format_generation_table(report: GenerationReport) -> str:
     ]
     for s in report.sources:
         lines.append(
-            f"{s.name:<26}{s.format:<9}{s.files:>7}{len(s.batches):>9}{s.rows:>14,}{s.bytes / 2**20:>10.1f}"
+            f"{s.name:<26}{s.format:<9}{s.files:>7}{len(s.batches):>9}{s.rows:>14,}"
+            f"{s.bytes / 2**20:>10.1f}"
         )
     lines.append("-" * 75)
     lines.append(
-        f"{'total':<26}{'':<9}{report.files:>7}{'':>9}{report.rows:>14,}{report.bytes / 2**20:>10.1f}"
+        f"{'total':<26}{'':<9}{report.files:>7}{'':>9}{report.rows:>14,}"
+        f"{report.bytes / 2**20:>10.1f}"
     )
     return "\n".join(lines)
 

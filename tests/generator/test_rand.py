@@ -59,7 +59,9 @@ def test_uniform_and_weighted_choice_proportions(spark: SparkSession) -> None:
 @pytest.mark.parametrize("modulus", [10**4, 10**5])
 def test_scramble_is_a_bijection(spark: SparkSession, modulus: int) -> None:
     df = spark.range(modulus).select(rand.scramble("id", modulus, 7919, 12345).alias("s"))
-    row = df.select(F.countDistinct("s").alias("n"), F.min("s").alias("lo"), F.max("s").alias("hi")).first()
+    row = df.select(
+        F.countDistinct("s").alias("n"), F.min("s").alias("lo"), F.max("s").alias("hi")
+    ).first()
     assert (row.n, row.lo, row.hi) == (modulus, 0, modulus - 1)
 
 
@@ -68,3 +70,21 @@ def test_scramble_rejects_bad_parameters() -> None:
         rand.scramble("id", 10**4, 10, 0)
     with pytest.raises(ValueError, match="power of ten"):
         rand.scramble("id", 1000 * 3, 7, 0)
+
+
+@pytest.mark.parametrize(
+    ("seed", "salt", "keys"),
+    [(7, "plain", ("id",)), (2**40, "big seed", ("id",)), (-3, "quote ' and \\ slash", ("id", "k")),
+     (1, "no keys", ())],
+)  # fmt: skip
+def test_sql_and_column_forms_of_uniform_agree(
+    spark: SparkSession, seed: int, salt: str, keys
+) -> None:
+    df = spark.range(500).withColumn("k", F.concat(F.lit("a`b'"), F.col("id").cast("string")))
+    column_form = rand.uniform(seed, salt, *[F.col(k) for k in keys]) if keys else None
+    sql_form = rand.uniform(seed, salt, *keys)
+    if column_form is None:  # no keys: compare with the explicit Column computation
+        column_form = F.pmod(F.xxhash64(F.lit(seed), F.lit(salt)), F.lit(1 << 53)).cast(
+            "double"
+        ) / float(1 << 53)
+    assert df.filter(~(column_form == sql_form)).count() == 0

@@ -15,12 +15,21 @@ _LAZY = {
     "read_truth_persons", "read_truth_records",
 }  # fmt: skip
 
-__all__ = ["GeneratorSettings", "load_generator_settings", *sorted(_LAZY)]
+__all__ = [  # noqa: RUF022 - settings first, then the lazily imported names
+    "GeneratorSettings",
+    "load_generator_settings",
+    "GenerationReport",
+    "SourceReport",
+    "build_all_sources",
+    "generate",
+    "read_truth_persons",
+    "read_truth_records",
+]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from profilehouse.generator import generate as _generate
+        from profilehouse.generator import orchestrator
 
-        return getattr(_generate, name)
+        return getattr(orchestrator, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

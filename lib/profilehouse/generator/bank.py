@@ -18,52 +18,123 @@ from profilehouse.generator.vocab import BANK_PRODUCTS, MCCS
 from profilehouse.generator.writer import SourceSpec, batch_of_expr, with_malformed
 
 CUSTOMERS = SourceSpec(
-    "bank", "customers", "csv",
-    ("cust_no", "name", "gender", "birth_date", "id_type", "id_no", "mobile", "email", "address",
-     "city", "branch_id", "occupation", "annual_income", "open_date", "risk_appetite"),
+    "bank",
+    "customers",
+    "csv",
+    (
+        "cust_no",
+        "name",
+        "gender",
+        "birth_date",
+        "id_type",
+        "id_no",
+        "mobile",
+        "email",
+        "address",
+        "city",
+        "branch_id",
+        "occupation",
+        "annual_income",
+        "open_date",
+        "risk_appetite",
+    ),
     "cust_no",
-)  # fmt: skip
+)
 ACCOUNTS = SourceSpec(
-    "bank", "accounts", "csv",
+    "bank",
+    "accounts",
+    "csv",
     ("account_no", "cust_no", "product_type", "product_code", "open_date", "close_date", "status"),
     "account_no",
-)  # fmt: skip
+)
 BALANCES = SourceSpec(
     "bank", "balances", "parquet", ("account_no", "as_of_date", "balance"), "balance_key"
 )
 TRANSACTIONS = SourceSpec(
-    "bank", "transactions", "csv",
-    ("txn_id", "account_no", "txn_ts", "amount", "direction", "channel", "txn_type",
-     "counterparty", "mcc"),
+    "bank",
+    "transactions",
+    "csv",
+    (
+        "txn_id",
+        "account_no",
+        "txn_ts",
+        "amount",
+        "direction",
+        "channel",
+        "txn_type",
+        "counterparty",
+        "mcc",
+    ),
     "txn_id",
-)  # fmt: skip
+)
 LOANS = SourceSpec(
-    "bank", "loans", "csv",
-    ("loan_id", "cust_no", "product", "apply_date", "decision_date", "principal", "rate",
-     "term_months", "status", "max_overdue_days"),
+    "bank",
+    "loans",
+    "csv",
+    (
+        "loan_id",
+        "cust_no",
+        "product",
+        "apply_date",
+        "decision_date",
+        "principal",
+        "rate",
+        "term_months",
+        "status",
+        "max_overdue_days",
+    ),
     "loan_id",
-)  # fmt: skip
+)
 CREDIT_BUREAU = SourceSpec(
-    "bank", "credit_bureau", "parquet",
+    "bank",
+    "credit_bureau",
+    "parquet",
     ("id_no", "report_date", "score", "overdue_count_24m", "total_debt"),
     "report_key",
-)  # fmt: skip
+)
 APP_EVENTS = SourceSpec(
-    "bank", "app_events", "jsonl",
+    "bank",
+    "app_events",
+    "jsonl",
     ("event_id", "device_id", "cust_no", "event_type", "product_code", "ts"),
     "event_id",
-)  # fmt: skip
+)
 
 SLOT_TYPES = {0: "CURRENT", 1: "TIME_DEPOSIT", 2: "WEALTH", 3: "CREDIT_CARD", 4: "LOAN", 5: "LOAN"}
-EMPLOYERS = ["华信科技有限公司", "东方制造股份公司", "市第一人民医院", "新世纪教育集团",
-             "长江物流有限公司", "恒通贸易有限公司", "市财政局", "星辰互联网科技"]  # fmt: skip
-RISK_BASE = {"DIGITAL_ACTIVE": 3, "HIGH_ASSET_CONSERVATIVE": 2, "EMERGING_WEALTH": 4,
-             "HIGH_FREQ_SMALL": 2, "HOLIDAY_SHOPPER": 3, "PROMO_SENSITIVE": 3, "DORMANT": 1}  # fmt: skip
-SCORE_OFFSET = {"DIGITAL_ACTIVE": 0, "HIGH_ASSET_CONSERVATIVE": 90, "EMERGING_WEALTH": 40,
-                "HIGH_FREQ_SMALL": -20, "HOLIDAY_SHOPPER": 0, "PROMO_SENSITIVE": -40,
-                "DORMANT": -10}  # fmt: skip
-LOAN_PRODUCTS = {"MORTGAGE": (800_000.0, 0.041, 360), "CONSUMER": (50_000.0, 0.068, 24),
-                 "AUTO": (150_000.0, 0.052, 60), "BUSINESS": (300_000.0, 0.058, 36)}  # fmt: skip
+EMPLOYERS = [
+    "华信科技有限公司",
+    "东方制造股份公司",
+    "市第一人民医院",
+    "新世纪教育集团",
+    "长江物流有限公司",
+    "恒通贸易有限公司",
+    "市财政局",
+    "星辰互联网科技",
+]
+RISK_BASE = {
+    "DIGITAL_ACTIVE": 3,
+    "HIGH_ASSET_CONSERVATIVE": 2,
+    "EMERGING_WEALTH": 4,
+    "HIGH_FREQ_SMALL": 2,
+    "HOLIDAY_SHOPPER": 3,
+    "PROMO_SENSITIVE": 3,
+    "DORMANT": 1,
+}
+SCORE_OFFSET = {
+    "DIGITAL_ACTIVE": 0,
+    "HIGH_ASSET_CONSERVATIVE": 90,
+    "EMERGING_WEALTH": 40,
+    "HIGH_FREQ_SMALL": -20,
+    "HOLIDAY_SHOPPER": 0,
+    "PROMO_SENSITIVE": -40,
+    "DORMANT": -10,
+}
+LOAN_PRODUCTS = {
+    "MORTGAGE": (800_000.0, 0.041, 360),
+    "CONSUMER": (50_000.0, 0.068, 24),
+    "AUTO": (150_000.0, 0.052, 60),
+    "BUSINESS": (300_000.0, 0.058, 36),
+}
 
 
 def _persona_lookup(mapping: dict[str, float | int]) -> Column:
@@ -269,8 +340,10 @@ def loan_records(bank_persons: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     )
     apply_date = F.when(F.col("slot") == 4, F.col("loan_apply_date")).otherwise(hist_apply)
     product_weights = {
-        "HIGH_ASSET_CONSERVATIVE": "MORTGAGE", "EMERGING_WEALTH": "MORTGAGE", "DIGITAL_ACTIVE": "CONSUMER",
-    }  # fmt: skip
+        "HIGH_ASSET_CONSERVATIVE": "MORTGAGE",
+        "EMERGING_WEALTH": "MORTGAGE",
+        "DIGITAL_ACTIVE": "CONSUMER",
+    }
     pref = F.create_map(*[x for k, v in product_weights.items() for x in (F.lit(k), F.lit(v))])[
         F.col("persona")
     ]
@@ -347,7 +420,9 @@ def build_loans(loans: DataFrame, cfg: GeneratorSettings) -> GeneratedSource:
         df, cfg, spec, event_date, {"loan_take_up": F.col("loan_taken_up")}
     )
     out = df.select(
-        "loan_id", "cust_no", "product",
+        "loan_id",
+        "cust_no",
+        "product",
         F.date_format("apply_date", "yyyy-MM-dd").alias("apply_date"),
         F.date_format("decision_date", "yyyy-MM-dd").alias("decision_date"),
         F.format_string("%.2f", "principal").alias("principal"),
@@ -355,8 +430,12 @@ def build_loans(loans: DataFrame, cfg: GeneratorSettings) -> GeneratedSource:
         F.col("term_months").cast("string").alias("term_months"),
         "status",
         F.col("max_overdue_days").cast("string").alias("max_overdue_days"),
-        "person_id", "batch", "malformed", "malformed_kind", "patterns",
-    )  # fmt: skip
+        "person_id",
+        "batch",
+        "malformed",
+        "malformed_kind",
+        "patterns",
+    )
     return _finish(out, spec, int(cfg.persons * 0.1))
 
 
@@ -435,10 +514,13 @@ def account_records(records: DataFrame, loans: DataFrame, cfg: GeneratorSettings
         .otherwise("ACTIVE")
     )
     slot_type = F.create_map(*[x for k, v in SLOT_TYPES.items() for x in (F.lit(k), F.lit(v))])
-    product_code = F.create_map(*[
-        x for k, v in SLOT_TYPES.items()
-        for x in (F.lit(k), F.array(*[F.lit(p) for p in BANK_PRODUCTS[v]]))
-    ])  # fmt: skip
+    product_code = F.create_map(
+        *[
+            x
+            for k, v in SLOT_TYPES.items()
+            for x in (F.lit(k), F.array(*[F.lit(p) for p in BANK_PRODUCTS[v]]))
+        ]
+    )
     codes = product_code[F.col("slot")]
     pick = (F.floor(rand.uniform(seed, "acct:code", "account_no") * F.size(codes)) + 1).cast("int")
     return (
@@ -455,12 +537,19 @@ def build_accounts(accounts: DataFrame, cfg: GeneratorSettings) -> GeneratedSour
     df = accounts.withColumn("batch", batch_of_expr(F.col("open_date_acct"), _initial(cfg)))
     df = with_malformed(df, cfg.dirt.malformed_row, cfg.seed, spec)
     out = df.select(
-        "account_no", "cust_no", "product_type", "product_code",
+        "account_no",
+        "cust_no",
+        "product_type",
+        "product_code",
         F.date_format("open_date_acct", "yyyy-MM-dd").alias("open_date"),
         F.date_format("close_date", "yyyy-MM-dd").alias("close_date"),
-        "status", "person_id", "batch", "malformed", "malformed_kind",
+        "status",
+        "person_id",
+        "batch",
+        "malformed",
+        "malformed_kind",
         F.array().cast("array<string>").alias("patterns"),
-    )  # fmt: skip
+    )
     return _finish(out, spec, int(cfg.persons * 2))
 
 
@@ -636,10 +725,14 @@ def _activity_rows(accounts: DataFrame, cfg: GeneratorSettings) -> DataFrame:
 def _repayment_rows(accounts: DataFrame, loans: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     current = accounts.filter((F.col("slot") == 0) & (F.col("copy") == 0))
     active = loans.filter(F.col("status").isin("ACTIVE", "DEFAULTED", "CLOSED")).select(
-        "person_id", F.col("decision_date").alias("_dec"), F.col("principal").alias("_principal"),
-        F.col("rate").alias("_rate"), F.col("term_months").alias("_term"), F.col("status").alias("_lstatus"),
+        "person_id",
+        F.col("decision_date").alias("_dec"),
+        F.col("principal").alias("_principal"),
+        F.col("rate").alias("_rate"),
+        F.col("term_months").alias("_term"),
+        F.col("status").alias("_lstatus"),
         F.col("slot").alias("_lslot"),
-    )  # fmt: skip
+    )
     df = current.join(active, "person_id")
     first = F.greatest(F.add_months("_dec", 1), F.lit(cfg.history.start))
     stop = (
@@ -687,8 +780,19 @@ def build_transactions(
         _activity_rows(accounts, cfg),
         _repayment_rows(accounts, loans, cfg),
     ]
-    cols = ["person_id", "account_no", "_seq", "_kind", "txn_type", "direction", "channel", "_amount",
-            "_ts_s", "counterparty", "mcc"]  # fmt: skip
+    cols = [
+        "person_id",
+        "account_no",
+        "_seq",
+        "_kind",
+        "txn_type",
+        "direction",
+        "channel",
+        "_amount",
+        "_ts_s",
+        "counterparty",
+        "mcc",
+    ]
     df = parts[0].select(*cols)
     for part in parts[1:]:
         df = df.unionByName(part.select(*cols))
@@ -722,10 +826,21 @@ def build_transactions(
     df = df.withColumn("txn_ts", ts_text).withColumn("_bad_ts", bad_ts)
     df = _event_patterns_and_batch(df, cfg, spec, F.to_date(ts), {"bad_date": F.col("_bad_ts")})
     out = df.select(
-        "txn_id", "account_no", "txn_ts", F.format_string("%.2f", "_amount").alias("amount"), "direction",
-        "channel", "txn_type", "counterparty", "mcc", "person_id", "batch", "malformed", "malformed_kind",
+        "txn_id",
+        "account_no",
+        "txn_ts",
+        F.format_string("%.2f", "_amount").alias("amount"),
+        "direction",
+        "channel",
+        "txn_type",
+        "counterparty",
+        "mcc",
+        "person_id",
+        "batch",
+        "malformed",
+        "malformed_kind",
         "patterns",
-    )  # fmt: skip
+    )
     return _finish(out, spec, int(cfg.persons * 40))
 
 
@@ -784,12 +899,16 @@ def build_credit_bureau(
         "report_date",
         F.least(F.greatest(F.round(score), F.lit(350)), F.lit(950)).cast("int").alias("score"),
         overdue.cast("int").alias("overdue_count_24m"),
-        F.round(rand.lognormal(F.col("p_balance") * 0.5, 1.0, seed, "cb:debt", "report_key"), 2).cast("decimal(18,2)").alias("total_debt"),
-        "person_id", "report_key",
+        F.round(rand.lognormal(F.col("p_balance") * 0.5, 1.0, seed, "cb:debt", "report_key"), 2)
+        .cast("decimal(18,2)")
+        .alias("total_debt"),
+        "person_id",
+        "report_key",
         batch_of_expr(F.col("report_date"), _initial(cfg)).alias("batch"),
-        F.lit(False).alias("malformed"), F.lit(None).cast("string").alias("malformed_kind"),
+        F.lit(False).alias("malformed"),
+        F.lit(None).cast("string").alias("malformed_kind"),
         F.array().cast("array<string>").alias("patterns"),
-    )  # fmt: skip
+    )
     df = df.filter(F.col("report_date") <= F.lit(cfg.history.end))
     return _finish(df, CREDIT_BUREAU, int(cfg.persons * 1.5))
 
@@ -825,7 +944,7 @@ def build_app_events(bank_persons: DataFrame, cfg: GeneratorSettings) -> Generat
     ev = sessions.withColumn("_i", F.explode(F.sequence(F.lit(1), F.col("_k"))))
     ekeys = ["person_id", "_s", "_i"]
     products = [p for v in BANK_PRODUCTS.values() for p in v]
-    wealth = [p for p in BANK_PRODUCTS["WEALTH"]]
+    wealth = list(BANK_PRODUCTS["WEALTH"])
     u = rand.uniform(seed, "app:type", *ekeys)
     etype = (
         F.when((F.col("_i") == 1) & F.col("_logged"), "LOGIN")
@@ -923,8 +1042,19 @@ def build_app_events(bank_persons: DataFrame, cfg: GeneratorSettings) -> Generat
     df = _event_patterns_and_batch(
         df, cfg, spec, F.to_date("_ts"), {"loan_lead_up": F.col("_lead")}
     )
-    out = df.select("event_id", "device_id", "cust_no", "event_type", "product_code", "ts", "person_id", "batch",
-                    "malformed", "malformed_kind", "patterns")  # fmt: skip
+    out = df.select(
+        "event_id",
+        "device_id",
+        "cust_no",
+        "event_type",
+        "product_code",
+        "ts",
+        "person_id",
+        "batch",
+        "malformed",
+        "malformed_kind",
+        "patterns",
+    )
     return _finish(out, spec, int(cfg.persons * 20))
 
 

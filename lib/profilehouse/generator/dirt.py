@@ -97,54 +97,51 @@ def with_person_dirt(
         return rand.uniform(seed, f"{source}:{name}", key)
 
     d = dirt
-    df = (
-        df.withColumn("f_name_typo", draw("typo") < d.name_typo)
-        .withColumn(
-            "f_name_traditional", ~F.col("f_name_typo") & (draw("trad") < d.name_traditional)
-        )
-        .withColumn(
-            "f_name_spacing",
-            ~F.col("f_name_typo") & ~F.col("f_name_traditional") & (draw("space") < d.name_spacing),
-        )
-        .withColumn("f_missing_mobile", draw("miss_mobile") < d.missing_field)
-        .withColumn(
-            "f_mobile_formatted",
-            ~F.col("f_missing_mobile") & (draw("mobile_fmt") < d.mobile_formatted),
-        )
-        .withColumn(
-            "f_missing_email", F.col("email").isNull() | (draw("miss_email") < d.missing_field)
-        )
-        .withColumn("f_email_upper", ~F.col("f_missing_email") & (draw("upper") < d.email_upper))
-        .withColumn("f_bad_date", draw("bad_date") < d.bad_date)
-        .withColumn(
-            "f_birth_swapped",
-            ~F.col("f_bad_date")
+    names = ("typo", "trad", "space", "miss_mobile", "mobile_fmt", "miss_email", "upper",
+             "bad_date", "swap", "miss_addr", "stale", "id_check")  # fmt: skip
+    df = df.withColumns({f"_u_{n}": draw(n) for n in names})
+
+    def u(name: str) -> Column:
+        return F.col(f"_u_{name}")
+
+    typo = u("typo") < d.name_typo
+    trad = ~typo & (u("trad") < d.name_traditional)
+    missing_mobile = u("miss_mobile") < d.missing_field
+    missing_email = F.col("email").isNull() | (u("miss_email") < d.missing_field)
+    bad_date = u("bad_date") < d.bad_date
+    missing_address = u("miss_addr") < d.missing_field
+    df = df.withColumns(
+        {
+            "f_name_typo": typo,
+            "f_name_traditional": trad,
+            "f_name_spacing": ~typo & ~trad & (u("space") < d.name_spacing),
+            "f_missing_mobile": missing_mobile,
+            "f_mobile_formatted": ~missing_mobile & (u("mobile_fmt") < d.mobile_formatted),
+            "f_missing_email": missing_email,
+            "f_email_upper": ~missing_email & (u("upper") < d.email_upper),
+            "f_bad_date": bad_date,
+            "f_birth_swapped": ~bad_date
             & (F.dayofmonth("birth_date") <= 12)
             & (F.dayofmonth("birth_date") != F.month("birth_date"))
-            & (draw("swap") < d.birth_swapped),
-        )
-        .withColumn("f_missing_address", draw("miss_addr") < d.missing_field)
-        .withColumn(
-            "f_stale_address", ~F.col("f_missing_address") & (draw("stale") < d.stale_address)
-        )
-        .withColumn("f_invalid_id_check", draw("id_check") < d.invalid_id_check)
-    )
+            & (u("swap") < d.birth_swapped),
+            "f_missing_address": missing_address,
+            "f_stale_address": ~missing_address & (u("stale") < d.stale_address),
+            "f_invalid_id_check": u("id_check") < d.invalid_id_check,
+        }
+    ).drop(*[f"_u_{n}" for n in names])
     style = lambda name, k: F.floor(draw(name) * k).cast("int")  # noqa: E731
     swapped = F.make_date(F.year("birth_date"), F.dayofmonth("birth_date"), F.month("birth_date"))
-    return (
-        df.withColumn(
-            "src_name",
-            F.when(F.col("f_name_typo"), F.col("name_typo"))
+    none = F.lit(None).cast("string")
+    return df.withColumns(
+        {
+            "src_name": F.when(F.col("f_name_typo"), F.col("name_typo"))
             .when(F.col("f_name_traditional"), F.col("name_traditional"))
             .when(
                 F.col("f_name_spacing"),
                 spaced_name_expr(F.col("surname"), F.col("given_name"), style("space_style", 3)),
             )
             .otherwise(F.col("name")),
-        )
-        .withColumn(
-            "src_mobile",
-            F.when(F.col("f_missing_mobile"), F.lit(None).cast("string"))
+            "src_mobile": F.when(F.col("f_missing_mobile"), none)
             .when(
                 F.col("f_mobile_formatted"),
                 formatted_mobile_expr(
@@ -152,34 +149,24 @@ def with_person_dirt(
                 ),
             )
             .otherwise(F.col(mobile_col)),
-        )
-        .withColumn(
-            "src_email",
-            F.when(F.col("f_missing_email"), F.lit(None).cast("string"))
+            "src_email": F.when(F.col("f_missing_email"), none)
             .when(F.col("f_email_upper"), F.upper("email"))
             .otherwise(F.col("email")),
-        )
-        .withColumn(
-            "src_birth_date",
-            F.when(F.col("f_bad_date"), rand.choice(BAD_DATES, seed, f"{source}:bad_date_v", key))
+            "src_birth_date": F.when(
+                F.col("f_bad_date"), rand.choice(BAD_DATES, seed, f"{source}:bad_date_v", key)
+            )
             .when(F.col("f_birth_swapped"), F.date_format(swapped, date_format))
             .otherwise(F.date_format("birth_date", date_format)),
-        )
-        .withColumn(
-            "src_address",
-            F.when(F.col("f_missing_address"), F.lit(None).cast("string"))
+            "src_address": F.when(F.col("f_missing_address"), none)
             .when(F.col("f_stale_address"), F.col("old_address"))
             .otherwise(F.col("address")),
-        )
-        .withColumn(
-            "src_id_no",
-            F.when(
+            "src_id_no": F.when(
                 F.col("f_invalid_id_check"),
                 wrong_check_char_expr(
                     F.col("id_no"), rand.randint(1, 10, seed, f"{source}:idc", key)
                 ),
             ).otherwise(F.col("id_no")),
-        )
+        }
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -69,18 +67,12 @@ def build_persons(spark: SparkSession, cfg: GeneratorSettings) -> DataFrame:
 
 
 def _with_persona_params(df: DataFrame, cfg: GeneratorSettings) -> DataFrame:
-    """Attach every persona parameter as a ``p_<name>`` column (a small literal map lookup)."""
-    fields = list(next(iter(cfg.personas.values())).model_fields)
-    for field in fields:
-        mapping = F.create_map(
-            *[
-                x
-                for name in PERSONAS
-                for x in (F.lit(name), F.lit(float(getattr(cfg.personas[name], field))))
-            ]
-        )
-        df = df.withColumn(f"p_{field}", mapping[F.col("persona")])
-    return df
+    """Attach every persona parameter as a ``p_<name>`` column (broadcast join, 7 rows)."""
+    fields = list(type(next(iter(cfg.personas.values()))).model_fields)
+    rows = [(name, *[float(getattr(cfg.personas[name], f)) for f in fields]) for name in PERSONAS]
+    schema = ", ".join(["persona string", *[f"p_{f} double" for f in fields]])
+    params = df.sparkSession.createDataFrame(rows, schema)
+    return df.join(F.broadcast(params), "persona")
 
 
 def _name_parts(chars: list[tuple[str, str, str, str]], seed: int, salt: str) -> dict[str, Column]:
@@ -135,10 +127,8 @@ def _with_names(df: DataFrame, seed: int) -> DataFrame:
 
 def _address_expr(seed: int, salt: str) -> dict[str, Column]:
     district_idx = rand.randint(0, 3, seed, f"{salt}_district", "person_id")
-    districts = F.array(*[F.array(*[F.lit(d) for d in c[4]]) for c in CITIES])
-    district = F.element_at(
-        F.element_at(districts, F.col("_c") + 1), (district_idx + 1).cast("int")
-    )
+    districts = rand.literal_array([d for c in CITIES for d in c[4]])  # 4 per city
+    district = F.element_at(districts, (F.col("_c") * 4 + district_idx + 1).cast("int"))
     street = rand.choice(STREETS, seed, f"{salt}_street", "person_id")
     number = rand.randint(1, 999, seed, f"{salt}_no", "person_id").cast("string")
     room = rand.randint(101, 2804, seed, f"{salt}_room", "person_id").cast("string")
@@ -285,9 +275,11 @@ def _with_labels(df: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         "churn_date",
         F.when(
             F.col("loan_taker") & F.col("churner"),
-            F.greatest("churn_date", F.date_add("loan_apply_date", 30)),
+            F.least(
+                F.greatest("churn_date", F.date_add("loan_apply_date", 30)), F.lit(cfg.history.end)
+            ),
         ).otherwise(F.col("churn_date")),
     ).withColumn(
         "activity_end",
-        F.coalesce(F.col("churn_date"), F.lit(cfg.history.end + dt.timedelta(days=0))),
+        F.coalesce(F.col("churn_date"), F.lit(cfg.history.end)),
     )

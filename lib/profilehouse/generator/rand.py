@@ -18,9 +18,24 @@ _MANTISSA = 1 << 53
 
 
 def uniform(seed: int, salt: str, *keys: Column | str) -> Column:
-    """Uniform double in [0, 1) for the given key columns."""
+    """Uniform double in [0, 1) for the given key columns.
+
+    With column-name keys the whole draw is one SQL expression (one JVM call instead of a dozen),
+    which keeps building the generator's large plans fast; both forms compute the same value.
+    """
+    if all(isinstance(k, str) for k in keys):
+        return F.expr(uniform_sql(seed, salt, *keys))  # type: ignore[arg-type]
     cols = [F.lit(seed), F.lit(salt), *[F.col(k) if isinstance(k, str) else k for k in keys]]
     return F.pmod(F.xxhash64(*cols), F.lit(_MANTISSA)).cast("double") / float(_MANTISSA)
+
+
+def uniform_sql(seed: int, salt: str, *keys: str) -> str:
+    """SQL text of :func:`uniform` for column-name keys."""
+    seed_sql = str(seed) if -(2**31) <= seed < 2**31 else f"{seed}L"
+    salt_sql = "'" + salt.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    key_sql = ", ".join(f"`{k.replace('`', '``')}`" for k in keys)
+    args = ", ".join(a for a in (seed_sql, salt_sql, key_sql) if a)
+    return f"CAST(pmod(xxhash64({args}), {_MANTISSA}L) AS DOUBLE) / {float(_MANTISSA)!r}"
 
 
 def bernoulli(rate: float, seed: int, salt: str, *keys: Column | str) -> Column:
@@ -56,7 +71,7 @@ def count_draw(mean: Column | float, seed: int, salt: str, *keys: Column | str) 
 
 def choice(values: Sequence[str], seed: int, salt: str, *keys: Column | str) -> Column:
     """One of ``values`` uniformly."""
-    arr = F.array(*[F.lit(v) for v in values])
+    arr = literal_array(values)
     idx = F.floor(uniform(seed, salt, *keys) * len(values)).cast("int") + 1
     return F.element_at(arr, idx)
 
@@ -112,5 +127,25 @@ def digits(value: Column, width: int) -> Column:
 
 def pick_from(array_values: Sequence[str], index: Column) -> Column:
     """Element ``index`` (0-based, taken modulo the length) of a literal array."""
-    arr = F.array(*[F.lit(v) for v in array_values])
+    arr = literal_array(array_values)
     return F.element_at(arr, (F.pmod(index, F.lit(len(array_values))) + 1).cast("int"))
+
+
+_SEP = "\u001f"
+
+
+def literal_array(values: Sequence[str]) -> Column:
+    """A constant array<string> built with two JVM calls (split of one literal), not one per item.
+
+    Spark folds it to a literal at optimisation; building plans stays fast for long vocabularies.
+    """
+    if any(_SEP in v for v in values):
+        raise ValueError("values must not contain the unit separator character")
+    return F.split(F.lit(_SEP.join(values)), _SEP)
+
+
+def literal_map(mapping: dict[str, float | int | str], value_type: str = "double") -> Column:
+    """A constant map<string, value_type> (see :func:`literal_array`)."""
+    keys = literal_array([str(k) for k in mapping])
+    values = literal_array([str(v) for v in mapping.values()]).cast(f"array<{value_type}>")
+    return F.map_from_arrays(keys, values)

@@ -2,25 +2,31 @@
 
 Every value is a keyed draw from :mod:`profilehouse.generator.rand`, so the files are identical
 whatever the partitioning. Sources whose export has no unique key column (POS lines, stored-value
-ledger) carry an extra ``record_key`` column: it is the ground-truth record key and the writer's
-``spec.key``, and is never written to the files (the writer selects ``spec.columns`` only).
+ledger) carry an extra ``record_key`` column after the truth columns: it is the ground-truth record
+key and the writer's ``spec.key``, never written to the files (the writer selects
+``spec.columns``).
 
 Planted truth, recorded in each record's ``patterns``:
 
-- members: person-dirt patterns visible in the export, ``family_mobile``, ``duplicate_record``
-  (the second master record of a person) and ``corrected_redelivery`` (a record re-sent in a daily
-  batch with its clean values);
+- members: the person-dirt patterns visible in the export (``missing_address`` = blank city),
+  ``family_mobile``, ``duplicate_record`` (a person's second master record), ``corrected_later``
+  (first delivered with a formatted mobile) and ``corrected_redelivery`` (that record re-sent in a
+  daily batch with the person's true values, same member_id);
+- e-commerce orders: mobile/e-mail person dirt, ``missing_address`` (blank delivery city),
+  ``family_mobile``, ``bad_date``, ``duplicate_event``, ``late_event``;
 - POS lines: ``default_till_mobile``, ``mobile_formatted``, ``negative_quantity``, ``bad_date``,
   ``duplicate_event``, ``late_event``;
 - behaviour events: on an ``ADD_TO_CART`` event ``cart_abandoned`` / ``cart_coupon`` /
   ``cart_converted``; the later recovered purchase is ``cart_recovery_purchase``;
-- stored value: ``stored_value_hoarder`` on every row of a hoarder's card (储值高但消费低).
+- behaviour events also ``bad_date``, ``duplicate_event``, ``late_event``;
+- stored value: ``stored_value_hoarder`` on every row of a hoarder's card (储值高但消费低) and
+  ``late_event``; amounts are positive, ``type`` gives the direction (SPEND lowers the balance).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from pyspark.sql import Column, DataFrame, Window
@@ -151,20 +157,32 @@ REFUND_RATE = 0.03
 _CATEGORY_NAMES = [c for c, _, _ in CATEGORIES]
 
 
-def build_retail_sources(persons: DataFrame, cfg: GeneratorSettings) -> list[GeneratedSource]:
-    """The five retail sources (members, POS lines, e-commerce, behaviour, stored value)."""
+def build_retail_sources(
+    persons: DataFrame, cfg: GeneratorSettings, only: Collection[str] | None = None
+) -> list[GeneratedSource]:
+    """The retail sources (members, POS lines, e-commerce, behaviour, stored value).
+
+    ``only``: names (``retail.<table>``) of the sources to build, in the usual order; all when
+    omitted. An unknown name raises ValueError listing the known ones.
+    """
+    builders = {
+        MEMBERS.name: (MEMBERS, _build_members, _expected_members),
+        POS_LINES.name: (POS_LINES, _build_pos_lines, _expected_pos_lines),
+        ECOM_ORDERS.name: (ECOM_ORDERS, _build_ecom_orders, _expected_ecom),
+        BEHAVIOR_EVENTS.name: (BEHAVIOR_EVENTS, _build_behavior_events, _expected_behavior),
+        STORED_VALUE.name: (STORED_VALUE, _build_stored_value, _expected_stored_value),
+    }
+    wanted = set(builders) if only is None else set(only)
+    unknown = sorted(wanted - set(builders))
+    if unknown:
+        raise ValueError(
+            f"unknown retail source(s): {', '.join(unknown)}; known: {', '.join(builders)}"
+        )
     people = _build_people(persons, cfg)
-    n = cfg.persons
     return [
-        GeneratedSource(MEMBERS, _build_members(people, cfg), _expected_members(cfg, n)),
-        GeneratedSource(POS_LINES, _build_pos_lines(people, cfg), _expected_pos_lines(cfg, n)),
-        GeneratedSource(ECOM_ORDERS, _build_ecom_orders(people, cfg), _expected_ecom(cfg, n)),
-        GeneratedSource(
-            BEHAVIOR_EVENTS, _build_behavior_events(people, cfg), _expected_behavior(cfg, n)
-        ),
-        GeneratedSource(
-            STORED_VALUE, _build_stored_value(people, cfg), _expected_stored_value(cfg, n)
-        ),
+        GeneratedSource(spec, build(people, cfg), expected(cfg, cfg.persons))
+        for name, (spec, build, expected) in builders.items()
+        if name in wanted
     ]
 
 
@@ -187,8 +205,60 @@ def _join_date_expr(cfg: GeneratorSettings) -> Column:
 
 def _city_index_expr(city: Column) -> Column:
     """0-based index of ``city`` in vocab.CITIES."""
-    mapping = F.create_map(*[x for i, c in enumerate(CITIES) for x in (F.lit(c[1]), F.lit(i))])
-    return mapping[city]
+    return rand.literal_map({c[1]: i for i, c in enumerate(CITIES)}, "int")[city]
+
+
+# Person columns the retail sources read (the identity ones only for members and e-commerce).
+_PERSON_COLUMNS = (
+    "person_id",
+    "gender",
+    "city",
+    "mobile",
+    "email",
+    "wechat_openid",
+    "device_id",
+    "household_head_id",
+    "family_mobile_shared",
+    "is_retail",
+    "has_ecom",
+    "has_stored_value",
+    "stored_value_hoarder",
+    "churner",
+    "activity_end",
+    "fav_category_1",
+    "fav_category_2",
+    "p_receipts_per_month",
+    "p_festival_share",
+    "p_basket_value",
+    "p_coupon_rate",
+    "p_ecom_orders_per_month",
+    "p_web_sessions_per_month",
+    "p_cart_rate",
+    "p_checkout_rate",
+)
+# What dirt.with_person_dirt reads besides the mobile.
+_DIRT_INPUTS = (
+    "name",
+    "name_typo",
+    "name_traditional",
+    "surname",
+    "given_name",
+    "birth_date",
+    "address",
+    "old_address",
+    "id_no",
+)
+_SHARED = (
+    "eff_mobile",
+    "uses_family_mobile",
+    "join_date",
+    "has_member_dup",
+    "primary_member_id",
+    "dup_member_id",
+    "city_idx",
+    "span_start",
+    "months",
+)
 
 
 def _build_people(persons: DataFrame, cfg: GeneratorSettings) -> DataFrame:
@@ -196,35 +266,37 @@ def _build_people(persons: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     heads = persons.select(
         F.col("person_id").alias("_head_id"), F.col("mobile").alias("_head_mobile")
     )
-    df = persons.join(heads, F.col("household_head_id") == F.col("_head_id"), "left")
+    df = persons.select(*_PERSON_COLUMNS, *_DIRT_INPUTS).join(
+        heads, F.col("household_head_id") == F.col("_head_id"), "left"
+    )
     shared = F.col("family_mobile_shared") & F.col("_head_mobile").isNotNull()
     has_dup = F.col("is_retail") & rand.bernoulli(
         cfg.dirt.duplicate_record, cfg.seed, "retail.members:dup", "person_id"
     )
-    join_date = F.when(F.col("is_retail"), _join_date_expr(cfg))
-    return (
-        df.withColumn(
-            "eff_mobile", F.when(shared, F.col("_head_mobile")).otherwise(F.col("mobile"))
-        )
-        .withColumn("uses_family_mobile", shared)
-        .withColumn("join_date", join_date)
-        .withColumn("has_member_dup", has_dup)
-        .withColumn(
-            "primary_member_id", F.when(F.col("is_retail"), ids.member_id_expr("person_id"))
-        )
-        .withColumn("dup_member_id", F.when(has_dup, ids.member_id_expr("person_id", 1)))
-        .withColumn("city_idx", _city_index_expr(F.col("city")))
-        .withColumn(
-            "span_start",
-            F.when(
-                F.col("is_retail"), F.greatest(F.col("join_date"), F.lit(cfg.history.start))
-            ).otherwise(F.lit(cfg.history.start)),
-        )
-        .withColumn(
-            "months", timeline.months_between_expr(F.col("span_start"), F.col("activity_end"))
-        )
-        .drop("_head_id", "_head_mobile")
+    df = df.withColumns(
+        {
+            "eff_mobile": F.when(shared, F.col("_head_mobile")).otherwise(F.col("mobile")),
+            "uses_family_mobile": shared,
+            "join_date": F.when(F.col("is_retail"), _join_date_expr(cfg)),
+            "has_member_dup": has_dup,
+            "primary_member_id": F.when(F.col("is_retail"), ids.member_id_expr("person_id")),
+            "dup_member_id": F.when(has_dup, ids.member_id_expr("person_id", 1)),
+            "city_idx": _city_index_expr(F.col("city")),
+        }
+    ).drop("_head_id", "_head_mobile")
+    start = F.lit(cfg.history.start)
+    df = df.withColumn(
+        "span_start",
+        F.when(F.col("is_retail"), F.greatest(F.col("join_date"), start)).otherwise(start),
     )
+    return df.withColumn(
+        "months", timeline.months_between_expr(F.col("span_start"), F.col("activity_end"))
+    )
+
+
+def _people_for(people: DataFrame, *, identity: bool = False) -> DataFrame:
+    """The shared people columns a builder needs (identity inputs only when it applies dirt)."""
+    return people.select(*_PERSON_COLUMNS, *(_DIRT_INPUTS if identity else ()), *_SHARED)
 
 
 def _category_expr(seed: int, salt: str, keys: list[Column | str]) -> Column:
@@ -240,8 +312,8 @@ def _category_expr(seed: int, salt: str, keys: list[Column | str]) -> Column:
 
 def _category_lookup_expr(category: Column, index: int) -> Column:
     """Field ``index`` (1 = sku prefix, 2 = typical price) of ``category`` in vocab.CATEGORIES."""
-    mapping = F.create_map(*[x for c in CATEGORIES for x in (F.lit(c[0]), F.lit(c[index]))])
-    return mapping[category]
+    value_type = "string" if index == 1 else "double"
+    return rand.literal_map({c[0]: c[index] for c in CATEGORIES}, value_type)[category]
 
 
 def _sku_expr(category: Column, sku_index: Column) -> Column:
@@ -288,31 +360,38 @@ def _with_delivery(
         & (event_date < F.lit(cfg.history.end))
         & rand.bernoulli(cfg.dirt.late_event, seed, f"{source}:late", key)
     )
-    df = df.withColumn("f_late_event", late).withColumn(
-        "batch",
-        F.when(late, F.date_format(F.date_add(event_date, 1), "yyyy-MM-dd")).otherwise(
-            writer.batch_of_expr(event_date, initial.isoformat())
-        ),
+    df = df.withColumns(
+        {
+            "f_late_event": late,
+            "batch": F.when(late, F.date_format(F.date_add(event_date, 1), "yyyy-MM-dd")).otherwise(
+                writer.batch_of_expr(event_date, initial.isoformat())
+            ),
+        }
     )
     if not duplicates:
         return df.withColumn("f_duplicate_event", F.lit(False))
     dup = rand.bernoulli(cfg.dirt.duplicate_event, seed, f"{source}:dup", key)
-    copies = F.when(dup, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
-    return (
-        df.withColumn("_copy", F.explode(copies))
-        .withColumn("f_duplicate_event", F.col("_copy") == 1)
-        .drop("_copy")
-    )
+    copies = F.when(dup, F.array(F.lit(False), F.lit(True))).otherwise(F.array(F.lit(False)))
+    return df.select("*", F.explode(copies).alias("f_duplicate_event"))
 
 
 def _finish(
     df: DataFrame, spec: SourceSpec, cfg: GeneratorSettings, flags: dict[str, Column | str]
 ) -> DataFrame:
-    """Malformed flags, patterns, and exactly the spec columns (+ record_key) + truth columns."""
+    """Spec columns, then the truth columns, then ``spec.key`` when it is not a spec column."""
     df = writer.with_malformed(df, cfg.dirt.malformed_row, cfg.seed, spec)
-    df = df.withColumn("patterns", dirt.patterns_expr(flags))
+    # The re-delivered copy of a duplicate is never the malformed one (its twin carries the data).
+    malformed = F.col("malformed") & ~F.col("f_duplicate_event")
     extra = () if spec.key in spec.columns else (spec.key,)
-    return df.select(*spec.columns, *extra, *TRUTH_COLUMNS)
+    return df.select(
+        *spec.columns,
+        "person_id",
+        "batch",
+        malformed.alias("malformed"),
+        F.when(malformed, F.col("malformed_kind")).alias("malformed_kind"),
+        dirt.patterns_expr(flags).alias("patterns"),
+        *extra,
+    )
 
 
 def _explode_count(df: DataFrame, count: Column, name: str) -> DataFrame:
@@ -367,21 +446,20 @@ def _join_channel_expr(seed: int) -> Column:
 
 
 def _openid_expr(seed: int) -> Column:
-    rates = F.create_map(
-        *[x for ch, r in OPENID_RATE_BY_CHANNEL.items() for x in (F.lit(ch), F.lit(r))]
-    )
+    rates = rand.literal_map(OPENID_RATE_BY_CHANNEL)
     has = rand.uniform(seed, "retail.members:openid", "member_id") < rates[F.col("join_channel")]
     return F.when(has, F.col("wechat_openid"))
 
 
 def _build_members(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
-    """Membership master records, duplicates and corrected re-deliveries."""
+    """Membership master records, in-system duplicates and corrected re-deliveries."""
     seed, end, initial = cfg.seed, cfg.history.end, cfg.history.initial_batch
     copies = F.when(F.col("has_member_dup"), F.array(F.lit(0), F.lit(1))).otherwise(
         F.array(F.lit(0))
     )
     df = (
-        people.filter("is_retail")
+        _people_for(people, identity=True)
+        .filter("is_retail")
         .withColumn("copy", F.explode(copies))
         .withColumn("member_id", ids.member_id_expr("person_id", F.col("copy")))
     )
@@ -392,23 +470,42 @@ def _build_members(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
             * (F.datediff(F.lit(end), F.col("join_date")) + 1)
         ).cast("int"),
     )
-    df = (
-        df.withColumn("join_date", F.when(F.col("copy") == 0, F.col("join_date")).otherwise(later))
-        .withColumn("join_channel", _join_channel_expr(seed))
-        .withColumn("src_openid", _openid_expr(seed))
-        .withColumn("src_gender", _gender_expr(seed))
-        .withColumn("level", _level_expr(seed, end))
-        .withColumn("batch", writer.batch_of_expr(F.col("join_date"), initial.isoformat()))
+    df = df.withColumns(
+        {
+            "join_date": F.when(F.col("copy") == 0, F.col("join_date")).otherwise(later),
+            "join_channel": _join_channel_expr(seed),
+            "src_gender": _gender_expr(seed),
+        }
+    )
+    batch = writer.batch_of_expr(F.col("join_date"), initial.isoformat())
+    corrected = (
+        F.lit(cfg.history.daily_batches > 0)
+        & (F.col("copy") == 0)
+        & (batch == initial.isoformat())
+        & rand.bernoulli(
+            cfg.dirt.corrected_redelivery, seed, "retail.members:corrected", "member_id"
+        )
+    )
+    df = df.withColumns(
+        {
+            "src_openid": _openid_expr(seed),
+            "level": _level_expr(seed, end),
+            "batch": batch,
+            "_corrected": corrected,
+        }
     )
     df = dirt.with_person_dirt(
         df, cfg.dirt, seed, MEMBERS.name, "member_id", "yyyy/MM/dd", mobile_col="eff_mobile"
     )
-    df = df.withColumn("src_city", F.when(~F.col("f_missing_address"), F.col("city")))
+    df = _with_correctable_mobile(df, seed).withColumn(
+        "src_city", F.when(~F.col("f_missing_address"), F.col("city"))
+    )
     flags = {
         **{f: f"f_{f}" for f in _MEMBER_DIRT},
         "missing_address": "f_missing_address",
         "family_mobile": F.col("uses_family_mobile") & ~F.col("f_missing_mobile"),
         "duplicate_record": F.col("copy") == 1,
+        "corrected_later": "_corrected",
     }
     delivered = df.select(
         *_member_columns(src=True),
@@ -417,9 +514,8 @@ def _build_members(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         "batch",
         dirt.patterns_expr(flags).alias("patterns"),
     )
-    corrected = _corrected_members(df, cfg)
     out = writer.with_malformed(
-        delivered.unionByName(corrected),
+        delivered.unionByName(_corrected_members(df, cfg)),
         cfg.dirt.malformed_row,
         seed,
         replace(MEMBERS, key="_mkey"),
@@ -438,6 +534,22 @@ _MEMBER_DIRT = (
     "birth_swapped",
     "bad_date",
 )
+
+
+def _with_correctable_mobile(df: DataFrame, seed: int) -> DataFrame:
+    """A record corrected later was first delivered with its mobile typed in a format."""
+    style = rand.randint(
+        0, len(dirt.MOBILE_FORMATS) - 1, seed, "retail.members:fix_style", "member_id"
+    )
+    force = F.col("_corrected") & ~F.col("f_missing_mobile") & ~F.col("f_mobile_formatted")
+    return df.withColumns(
+        {
+            "src_mobile": F.when(
+                force, dirt.formatted_mobile_expr(F.col("eff_mobile"), style.cast("int"))
+            ).otherwise(F.col("src_mobile")),
+            "f_mobile_formatted": F.col("f_mobile_formatted") | force,
+        }
+    )
 
 
 def _member_columns(src: bool) -> list[Column]:
@@ -475,26 +587,11 @@ def _member_columns(src: bool) -> list[Column]:
 
 
 def _corrected_members(df: DataFrame, cfg: GeneratorSettings) -> DataFrame:
-    """Primary records of the full-history batch re-sent in a daily batch with clean values."""
-    seed, daily = cfg.seed, cfg.history.daily_batches
+    """Records flagged ``_corrected`` re-sent in a daily batch with the person's true values."""
+    seed, daily = cfg.seed, max(cfg.history.daily_batches, 1)
     initial = cfg.history.initial_batch
-    if daily == 0:
-        return df.limit(0).select(
-            *_member_columns(src=False),
-            F.col("member_id").alias("_mkey"),
-            "person_id",
-            "batch",
-            F.array().cast("array<string>").alias("patterns"),
-        )
-    chosen = (
-        (F.col("copy") == 0)
-        & (F.col("batch") == initial.isoformat())
-        & rand.bernoulli(
-            cfg.dirt.corrected_redelivery, seed, "retail.members:corrected", "member_id"
-        )
-    )
     day = rand.randint(1, daily, seed, "retail.members:corrected_day", "member_id")
-    return df.filter(chosen).select(
+    return df.filter("_corrected").select(
         *_member_columns(src=False),
         F.concat(F.col("member_id"), F.lit("#corrected")).alias("_mkey"),
         "person_id",
@@ -543,16 +640,23 @@ def default_till_mobile_expr(store_id: Column) -> Column:
     return F.concat(F.lit(DEFAULT_TILL_PREFIX), F.substring(store_id, 2, 4))
 
 
+def _receipt_id_expr(seed: int, src: str, keys: list[Column | str]) -> Column:
+    """Store + yyMMdd + 10 hex digits (unique per receipt)."""
+    digest = F.sha2(F.concat_ws("|", F.lit(seed), F.lit(src), *keys), 256)
+    return F.concat(
+        F.col("store_id"), F.date_format("ts_true", "yyMMdd"), F.upper(F.substring(digest, 1, 10))
+    )
+
+
 def _build_receipts(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     """One row per receipt: store, time, customer identification, payment."""
-    seed, src = cfg.seed, POS_LINES.name
-    d = cfg.dirt
+    seed, src, d = cfg.seed, POS_LINES.name, cfg.dirt
     rate = F.when(F.col("is_retail"), F.col("p_receipts_per_month")).otherwise(
         F.col("p_receipts_per_month") * ANONYMOUS_RECEIPT_FACTOR
     )
     count = rand.count_draw(rate * F.col("months"), seed, f"{src}:receipts", "person_id")
-    df = _explode_count(people, count, "receipt_no")
-    keys: list[Column | str] = ["person_id", "receipt_no"]
+    df = _explode_count(_people_for(people), count, "receipt_no")
+    keys: list[Column | str] = [F.col("person_id"), F.col("receipt_no")]
 
     def u(salt: str) -> Column:
         return rand.uniform(seed, f"{src}:{salt}", *keys)
@@ -567,47 +671,48 @@ def _build_receipts(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         F.col("p_festival_share"),
     )
     store_no = _store_index_expr(cfg, keys) + STORE_ID_BASE
-    df = (
-        df.withColumn("ts_true", ts)
-        .withColumn("store_id", F.concat(F.lit("S"), rand.digits(store_no, 4)))
-        .withColumn(
-            "receipt_id",
-            F.concat(
-                F.col("store_id"),
-                F.date_format("ts_true", "yyMMdd"),
-                F.upper(
-                    F.substring(
-                        F.sha2(F.concat_ws("|", F.lit(seed), F.lit(src), *keys), 256), 1, 10
-                    )
-                ),
-            ),
-        )
-        .withColumn("f_default_till", u("default_till") < d.default_till_mobile)
-    )
+    default_till = u("default_till") < d.default_till_mobile
     member = F.when(
         F.col("has_member_dup") & (u("dup_member") < DUPLICATE_MEMBER_ON_RECEIPT),
         F.col("dup_member_id"),
     ).otherwise(F.col("primary_member_id"))
-    shows_member = F.col("is_retail") & (u("member") < MEMBER_ID_ON_RECEIPT)
-    df = df.withColumn("member_id", F.when(~F.col("f_default_till") & shows_member, member))
+    shows_member = ~default_till & F.col("is_retail") & (u("member") < MEMBER_ID_ON_RECEIPT)
     typed_rate = F.when(F.col("is_retail"), TYPED_MOBILE_MEMBER).otherwise(TYPED_MOBILE_ANONYMOUS)
-    typed = F.col("member_id").isNull() & ~F.col("f_default_till") & (u("typed") < typed_rate)
+    typed = ~shows_member & ~default_till & (u("typed") < typed_rate)
     formatted = typed & (u("mobile_fmt") < d.mobile_formatted)
     style = F.floor(u("mobile_style") * len(dirt.MOBILE_FORMATS)).cast("int")
     pay = F.when(
         F.col("has_stored_value"), rand.weighted_choice(PAY_WEIGHTS_SV, seed, f"{src}:pay", *keys)
     ).otherwise(rand.weighted_choice(PAY_WEIGHTS, seed, f"{src}:pay", *keys))
-    return (
-        df.withColumn("f_mobile_formatted", formatted)
-        .withColumn(
-            "mobile",
-            F.when(F.col("f_default_till"), default_till_mobile_expr(F.col("store_id")))
-            .when(formatted, dirt.formatted_mobile_expr(F.col("eff_mobile"), style))
-            .when(typed, F.col("eff_mobile")),
-        )
-        .withColumn("pay_method", pay)
-        .withColumn("n_lines", rand.randint(1, MAX_LINES, seed, f"{src}:lines", *keys))
+    df = df.withColumns(
+        {
+            "ts_true": ts,
+            "store_id": F.concat(F.lit("S"), rand.digits(store_no, 4)),
+            "f_default_till": default_till,
+            "member_id": F.when(shows_member, member),
+            "f_mobile_formatted": formatted,
+            "typed_mobile": F.when(
+                formatted, dirt.formatted_mobile_expr(F.col("eff_mobile"), style)
+            ).when(typed, F.col("eff_mobile")),
+            "pay_method": pay,
+            "n_lines": rand.randint(1, MAX_LINES, seed, f"{src}:lines", *keys),
+        }
     )
+    return df.withColumns(
+        {
+            "receipt_id": _receipt_id_expr(seed, src, keys),
+            "mobile": F.when(
+                F.col("f_default_till"), default_till_mobile_expr(F.col("store_id"))
+            ).otherwise(F.col("typed_mobile")),
+        }
+    )
+
+
+def _pos_qty_expr(seed: int, src: str, keys: list[Column | str]) -> Column:
+    """Quantity of a line: cheap items are bought several at a time, towards the basket value."""
+    target = F.col("p_basket_value") / (F.col("price") * 3.0)
+    drawn = F.round(rand.lognormal(target, 0.5, seed, f"{src}:qty", *keys))
+    return F.greatest(F.lit(1), F.least(F.lit(6), drawn)).cast("int")
 
 
 def _build_pos_lines(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
@@ -615,19 +720,28 @@ def _build_pos_lines(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     seed, src, d = cfg.seed, POS_LINES.name, cfg.dirt
     df = _build_receipts(people, cfg)
     df = df.withColumn("line_no", F.explode(F.sequence(F.lit(1), F.col("n_lines"))))
-    keys: list[Column | str] = ["person_id", "receipt_no", "line_no"]
+    keys: list[Column | str] = [F.col("person_id"), F.col("receipt_no"), F.col("line_no")]
 
     def u(salt: str) -> Column:
         return rand.uniform(seed, f"{src}:{salt}", *keys)
 
-    df = df.withColumn("category", _category_expr(seed, src, keys))
-    df = df.withColumn("sku", _sku_expr(F.col("category"), _sku_index_expr(seed, src, keys)))
-    df = df.withColumn("price", _sku_price_expr(seed, F.col("category"), F.col("sku")))
-    target = F.col("p_basket_value") / (F.col("price") * 3.0)
-    qty = F.greatest(
-        F.lit(1), F.least(F.lit(6), F.round(rand.lognormal(target, 0.5, seed, f"{src}:qty", *keys)))
+    category = _category_expr(seed, src, keys)
+    df = df.withColumns(
+        {
+            "category": category,
+            "sku": _sku_expr(category, _sku_index_expr(seed, src, keys)),
+            "record_key": F.concat(F.col("receipt_id"), F.lit("#"), F.col("line_no")),
+        }
     )
+    df = df.withColumn("price", _sku_price_expr(seed, F.col("category"), F.col("sku")))
     coupon = u("coupon") < F.col("p_coupon_rate") * 0.5
+    df = df.withColumns(
+        {
+            "qty_true": _pos_qty_expr(seed, src, keys),
+            "_coupon": coupon,
+            "f_negative_quantity": u("neg_qty") < d.negative_quantity,
+        }
+    )
     gross = F.col("price") * F.col("qty_true")
     discount = (
         F.when(F.col("_coupon"), gross * (F.lit(0.05) + u("coupon_off") * 0.25))
@@ -639,12 +753,6 @@ def _build_pos_lines(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         F.date_format("ts_true", "yyMM"),
         rand.digits(rand.randint(1, 40, seed, f"{src}:coupon_no", *keys), 3),
     )
-    df = (
-        df.withColumn("qty_true", qty.cast("int"))
-        .withColumn("_coupon", coupon)
-        .withColumn("record_key", F.concat(F.col("receipt_id"), F.lit("#"), F.col("line_no")))
-        .withColumn("f_negative_quantity", u("neg_qty") < d.negative_quantity)
-    )
     ts_text, bad_ts = dirt.bad_value_expr(
         F.date_format("ts_true", "yyyyMMddHHmmss"),
         d.bad_date,
@@ -653,19 +761,17 @@ def _build_pos_lines(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         f"{src}:ts",
         "record_key",
     )
-    df = (
-        df.withColumn("discount", _money_expr(discount))
-        .withColumn("coupon_id", F.when(F.col("_coupon"), coupon_id))
-        .withColumn(
-            "qty",
-            F.when(F.col("f_negative_quantity"), -F.col("qty_true"))
-            .otherwise(F.col("qty_true"))
-            .cast("string"),
-        )
-        .withColumn("unit_price", _money_expr(F.col("price")))
-        .withColumn("line_no", F.col("line_no").cast("string"))
-        .withColumn("ts", ts_text)
-        .withColumn("f_bad_date", bad_ts)
+    qty = F.when(F.col("f_negative_quantity"), -F.col("qty_true")).otherwise(F.col("qty_true"))
+    df = df.withColumns(
+        {
+            "discount": _money_expr(discount),
+            "coupon_id": F.when(F.col("_coupon"), coupon_id),
+            "qty": qty.cast("string"),
+            "unit_price": _money_expr(F.col("price")),
+            "line_no": F.col("line_no").cast("string"),
+            "ts": ts_text,
+            "f_bad_date": bad_ts,
+        }
     )
     df = _with_delivery(df, cfg, src, F.to_date("ts_true"), "record_key")
     flags: dict[str, Column | str] = {
@@ -711,7 +817,7 @@ def _order_items_expr(seed: int, src: str) -> Column:
     n_items = rand.randint(1, MAX_ORDER_ITEMS, seed, f"{src}:items", "order_id")
 
     def item(i: Column) -> Column:
-        keys: list[Column | str] = ["order_id", i]
+        keys: list[Column | str] = [F.col("order_id"), i]
         category = _category_expr(seed, src, keys)
         sku = _sku_expr(category, _sku_index_expr(seed, src, keys))
         qty = F.when(rand.uniform(seed, f"{src}:qty", *keys) < 0.8, 1).otherwise(
@@ -741,8 +847,8 @@ def _build_ecom_orders(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     count = rand.count_draw(
         F.col("p_ecom_orders_per_month") * F.col("months"), seed, f"{src}:orders", "person_id"
     )
-    df = _explode_count(people.filter("has_ecom"), count, "order_no")
-    keys: list[Column | str] = ["person_id", "order_no"]
+    df = _explode_count(_people_for(people, identity=True).filter("has_ecom"), count, "order_no")
+    keys: list[Column | str] = [F.col("person_id"), F.col("order_no")]
     ts = timeline.event_ts_expr(
         cfg,
         src,
@@ -752,14 +858,16 @@ def _build_ecom_orders(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         F.col("churner"),
         F.col("p_festival_share"),
     )
-    df = (
-        df.withColumn("order_id", _order_id_expr(seed, src, keys))
-        .withColumn("ts_true", ts)
-        .withColumn("platform", rand.weighted_choice(PLATFORMS, seed, f"{src}:platform", *keys))
-        .withColumn(
-            "order_mobile",
-            F.when(F.col("platform") == "OWN_APP", F.col("eff_mobile")).otherwise(F.col("mobile")),
-        )
+    platform = rand.weighted_choice(PLATFORMS, seed, f"{src}:platform", *keys)
+    df = df.withColumns(
+        {
+            "order_id": _order_id_expr(seed, src, keys),
+            "ts_true": ts,
+            "platform": platform,
+            "order_mobile": F.when(platform == "OWN_APP", F.col("eff_mobile")).otherwise(
+                F.col("mobile")
+            ),
+        }
     )
     df = dirt.with_person_dirt(
         df, d, seed, src, "order_id", "yyyy-MM-dd", mobile_col="order_mobile"
@@ -774,17 +882,18 @@ def _build_ecom_orders(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     ts_text, bad_ts = dirt.bad_value_expr(
         iso, d.bad_date, dirt.BAD_DATES, seed, f"{src}:ts", "order_id"
     )
-    df = (
-        df.withColumn("platform_user_id", _platform_user_id_expr(seed))
-        .withColumn("items", items)
-        .withColumn("amount", _money_expr(amount))
-        .withColumn("status", rand.weighted_choice(ORDER_STATUS, seed, f"{src}:status", *keys))
-        .withColumn("delivery_city", F.when(~F.col("f_missing_address"), F.col("city")))
-        .withColumn("mobile", F.col("src_mobile"))
-        .withColumn("email", F.col("src_email"))
-        .withColumn("ts", ts_text)
-        .withColumn("f_bad_ts", bad_ts)
-    )
+    df = df.withColumns(
+        {
+            "platform_user_id": _platform_user_id_expr(seed),
+            "items": items,
+            "status": rand.weighted_choice(ORDER_STATUS, seed, f"{src}:status", *keys),
+            "delivery_city": F.when(~F.col("f_missing_address"), F.col("city")),
+            "mobile": F.col("src_mobile"),
+            "email": F.col("src_email"),
+            "ts": ts_text,
+            "f_bad_ts": bad_ts,
+        }
+    ).withColumn("amount", _money_expr(amount))
     df = _with_delivery(df, cfg, src, F.to_date("ts_true"), "order_id")
     flags: dict[str, Column | str] = {
         "mobile_formatted": "f_mobile_formatted",
@@ -814,10 +923,9 @@ def _expected_ecom(cfg: GeneratorSettings, n: int) -> int:
 # behaviour events
 
 
-def _user_key_expr(seed: int, src: str, keys: list[Column | str]) -> Column:
+def _user_key_expr(seed: int, src: str, keys: list[Column | str], channel: Column) -> Column:
     """Who the tracker saw: the openid in the mini-program, else the member ID or the device."""
     u = rand.uniform(seed, f"{src}:logged_in", *keys)
-    channel = F.col("channel")
     return (
         F.when(channel == "MINIPROGRAM", F.col("wechat_openid"))
         .when((channel == "APP") & (u < 0.6), F.col("primary_member_id"))
@@ -832,8 +940,8 @@ def _build_sessions(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     count = rand.count_draw(
         F.col("p_web_sessions_per_month") * F.col("months"), seed, f"{src}:sessions", "person_id"
     )
-    df = _explode_count(people.filter("is_retail"), count, "session_no")
-    keys: list[Column | str] = ["person_id", "session_no"]
+    df = _explode_count(_people_for(people).filter("is_retail"), count, "session_no")
+    keys: list[Column | str] = [F.col("person_id"), F.col("session_no")]
 
     def u(salt: str) -> Column:
         return rand.uniform(seed, f"{src}:{salt}", *keys)
@@ -847,32 +955,32 @@ def _build_sessions(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         F.col("churner"),
         F.col("p_festival_share"),
     )
-    conversion = F.when(F.col("cart_coupon"), sig.cart_conversion_coupon).otherwise(
-        sig.cart_conversion_base
+    category = _category_expr(seed, src, keys)
+    carted = u("cart") < F.col("p_cart_rate")
+    cart_type = F.when(u("cart_type") < ADD_TO_CART_SHARE, "ADD_TO_CART").otherwise("FAVORITE")
+    checked_out = carted & (u("checkout") < F.col("p_checkout_rate"))
+    abandoned = carted & (cart_type == "ADD_TO_CART") & ~checked_out
+    coupon = abandoned & (u("coupon") < sig.cart_coupon_share)
+    conversion = F.when(coupon, sig.cart_conversion_coupon).otherwise(sig.cart_conversion_base)
+    channel = rand.weighted_choice(BEHAVIOR_CHANNELS, seed, f"{src}:ch", *keys)
+    return df.withColumns(
+        {
+            "session_ts": ts,
+            "channel": channel,
+            "user_key": _user_key_expr(seed, src, keys, channel),
+            "category": category,
+            "target_sku": _sku_expr(category, _sku_index_expr(seed, src, keys)),
+            "n_views": rand.randint(1, 4, seed, f"{src}:views", *keys).cast("int"),
+            "carted": carted,
+            "cart_type": cart_type,
+            "checked_out": checked_out,
+            "purchased": checked_out & (u("purchase") < PURCHASE_AFTER_CHECKOUT),
+            "cart_abandoned": abandoned,
+            "cart_coupon": coupon,
+            "cart_converted": abandoned & (u("converted") < conversion),
+            "removed": abandoned & (u("removed") < REMOVE_AFTER_ABANDON),
+        }
     )
-    df = (
-        df.withColumn("session_ts", ts)
-        .withColumn("channel", rand.weighted_choice(BEHAVIOR_CHANNELS, seed, f"{src}:ch", *keys))
-        .withColumn("category", _category_expr(seed, src, keys))
-        .withColumn("target_sku", _sku_expr(F.col("category"), _sku_index_expr(seed, src, keys)))
-        .withColumn("n_views", rand.randint(1, 4, seed, f"{src}:views", *keys).cast("int"))
-        .withColumn("carted", u("cart") < F.col("p_cart_rate"))
-        .withColumn(
-            "cart_type",
-            F.when(u("cart_type") < ADD_TO_CART_SHARE, "ADD_TO_CART").otherwise("FAVORITE"),
-        )
-        .withColumn("checked_out", F.col("carted") & (u("checkout") < F.col("p_checkout_rate")))
-        .withColumn("purchased", F.col("checked_out") & (u("purchase") < PURCHASE_AFTER_CHECKOUT))
-        .withColumn(
-            "cart_abandoned",
-            F.col("carted") & (F.col("cart_type") == "ADD_TO_CART") & ~F.col("checked_out"),
-        )
-        .withColumn("cart_coupon", F.col("cart_abandoned") & (u("coupon") < sig.cart_coupon_share))
-        .withColumn("cart_converted", F.col("cart_abandoned") & (u("converted") < conversion))
-        .withColumn("removed", F.col("cart_abandoned") & (u("removed") < REMOVE_AFTER_ABANDON))
-        .withColumn("user_key", _user_key_expr(seed, src, keys))
-    )
-    return df
 
 
 def _session_steps_expr() -> Column:
@@ -897,7 +1005,7 @@ def _build_behavior_events(people: DataFrame, cfg: GeneratorSettings) -> DataFra
     seed, src, d = cfg.seed, BEHAVIOR_EVENTS.name, cfg.dirt
     df = _build_sessions(people, cfg)
     df = df.select("*", F.posexplode(_session_steps_expr()).alias("step", "step_type"))
-    keys: list[Column | str] = ["person_id", "session_no", "step"]
+    keys: list[Column | str] = [F.col("person_id"), F.col("session_no"), F.col("step")]
     recovery = F.col("step_type") == "RECOVERY"
     jitter = rand.randint(0, STEP_S - 10, seed, f"{src}:jitter", *keys)
     delay = rand.randint(RECOVERY_MIN_S, RECOVERY_MAX_S, seed, f"{src}:recovery", *keys)
@@ -908,31 +1016,33 @@ def _build_behavior_events(people: DataFrame, cfg: GeneratorSettings) -> DataFra
     end_s = F.unix_timestamp(_local_end_ts(cfg))
     other_sku = _sku_expr(F.col("category"), _sku_index_expr(seed, f"{src}:view", keys))
     is_cart_event = F.col("step_type") == "ADD_TO_CART"
-    df = (
-        df.withColumn("ts_true", F.timestamp_seconds(F.least(seconds, end_s)))
-        .withColumn("event_id", ids.event_id_expr(seed, src, *keys))
-        .withColumn("event_type", F.when(recovery, "PURCHASE").otherwise(F.col("step_type")))
-        .withColumn(
-            "sku",
-            F.when(
+    ts_true = F.timestamp_seconds(F.least(seconds, end_s))
+    event_id = ids.event_id_expr(seed, src, *keys)
+    df = df.withColumns(
+        {
+            "ts_true": ts_true,
+            "event_id": event_id,
+            "event_type": F.when(recovery, "PURCHASE").otherwise(F.col("step_type")),
+            "sku": F.when(
                 (F.col("step_type") == "VIEW") & (F.col("step") < F.col("n_views") - 1), other_sku
             ).otherwise(F.col("target_sku")),
-        )
-        .withColumn("f_cart_abandoned", is_cart_event & F.col("cart_abandoned"))
-        .withColumn("f_cart_coupon", is_cart_event & F.col("cart_coupon"))
-        .withColumn("f_cart_converted", is_cart_event & F.col("cart_converted"))
+            "f_cart_abandoned": is_cart_event & F.col("cart_abandoned"),
+            "f_cart_coupon": is_cart_event & F.col("cart_coupon"),
+            "f_cart_converted": is_cart_event & F.col("cart_converted"),
+            "f_recovery": recovery,
+        }
     )
     epoch = (F.unix_timestamp("ts_true") - LOCAL_UTC_OFFSET_S).cast("string")
     ts_text, bad_ts = dirt.bad_value_expr(
         epoch, d.bad_date, dirt.BAD_DATES, seed, f"{src}:ts", "event_id"
     )
-    df = df.withColumn("ts", ts_text).withColumn("f_bad_date", bad_ts)
+    df = df.withColumns({"ts": ts_text, "f_bad_date": bad_ts})
     df = _with_delivery(df, cfg, src, F.to_date("ts_true"), "event_id")
     flags: dict[str, Column | str] = {
         "cart_abandoned": "f_cart_abandoned",
         "cart_coupon": "f_cart_coupon",
         "cart_converted": "f_cart_converted",
-        "cart_recovery_purchase": recovery,
+        "cart_recovery_purchase": "f_recovery",
         "bad_date": "f_bad_date",
         "duplicate_event": "f_duplicate_event",
         "late_event": "f_late_event",
@@ -979,8 +1089,8 @@ def _build_topups(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     hoarder = F.col("stored_value_hoarder")
     rate = F.when(hoarder, TOPUPS_PER_MONTH_HOARDER).otherwise(TOPUPS_PER_MONTH)
     count = rand.count_draw(rate * F.col("months"), seed, f"{src}:topups", "person_id")
-    df = _explode_count(people.filter("has_stored_value"), count, "cycle")
-    keys: list[Column | str] = ["person_id", "cycle"]
+    df = _explode_count(_people_for(people).filter("has_stored_value"), count, "cycle")
+    keys: list[Column | str] = [F.col("person_id"), F.col("cycle")]
 
     def u(salt: str) -> Column:
         return rand.uniform(seed, f"{src}:{salt}", *keys)
@@ -991,9 +1101,10 @@ def _build_topups(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     ts = timeline.event_ts_expr(
         cfg, src, keys, F.col("span_start"), F.col("activity_end"), F.col("churner")
     )
+    topup = amount.cast("double")
     bonus = F.when(
-        (F.col("topup") >= 500) & (u("bonus") < 0.5),
-        F.col("topup") * F.when(u("bonus_pct") < 0.5, 0.05).otherwise(0.1),
+        (topup >= 500) & (u("bonus") < 0.5),
+        topup * F.when(u("bonus_pct") < 0.5, 0.05).otherwise(0.1),
     ).otherwise(0.0)
     spend_share = F.when(hoarder, F.lit(0.03) + u("share") * 0.15).otherwise(
         F.lit(0.85) + u("share") * 0.15
@@ -1001,14 +1112,17 @@ def _build_topups(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     n_spends = F.when(hoarder, rand.randint(0, 2, seed, f"{src}:spends", *keys)).otherwise(
         rand.randint(1, 6, seed, f"{src}:spends", *keys)
     )
-    return (
-        df.withColumn("card_no", ids.card_no_expr("person_id"))
-        .withColumn("record_base", F.concat_ws("#", F.col("card_no"), F.col("cycle")))
-        .withColumn("topup", amount.cast("double"))
-        .withColumn("topup_ts", ts)
-        .withColumn("bonus", bonus)
-        .withColumn("spend_budget", F.col("topup") * spend_share)
-        .withColumn("n_spends", n_spends.cast("int"))
+    card_no = ids.card_no_expr("person_id")
+    return df.withColumns(
+        {
+            "card_no": card_no,
+            "record_base": F.concat_ws("#", card_no, F.col("cycle")),
+            "topup": topup,
+            "topup_ts": ts,
+            "bonus": bonus,
+            "spend_budget": topup * spend_share,
+            "n_spends": n_spends.cast("int"),
+        }
     )
 
 
@@ -1016,9 +1130,8 @@ def _build_stored_value(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     """Stored-value ledger: every spend is covered by its own cycle's top-up, so balance >= 0."""
     seed, src = cfg.seed, STORED_VALUE.name
     df = _build_topups(people, cfg)
-    df = df.select("*", F.explode(_stored_value_events_expr(seed, src)).alias("ev"))
-    df = df.withColumn("type", F.col("ev.type")).withColumn("j", F.col("ev.j")).drop("ev")
-    spend_keys: list[Column | str] = ["record_base", "j"]
+    df = df.select("*", F.inline(_stored_value_events_expr(seed, src)))
+    spend_keys: list[Column | str] = [F.col("record_base"), F.col("j")]
     share = F.lit(0.8) + rand.uniform(seed, f"{src}:split", *spend_keys) * 0.2
     spend = F.floor(F.col("spend_budget") * share / F.col("n_spends") * 100) / 100
     spend_s = F.unix_timestamp("topup_ts") + rand.randint(
@@ -1033,27 +1146,27 @@ def _build_stored_value(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
     )
     topup_s = F.unix_timestamp("topup_ts")
     kind = F.col("type")
-    df = (
-        df.withColumn(
-            "amount_d",
-            F.when(kind == "TOPUP", F.col("topup"))
-            .when(kind == "BONUS", F.col("bonus"))
-            .when(kind == "SPEND", spend)
-            .otherwise(refund),
-        )
-        .withColumn(
-            "ts_s",
-            F.when(kind == "TOPUP", topup_s)
-            .when(kind == "BONUS", topup_s + 1)
-            .when(kind == "SPEND", spend_s)
-            .otherwise(refund_s),
-        )
-        .filter(F.col("ts_s") <= F.unix_timestamp(_local_end_ts(cfg)))
-        .withColumn("ts", F.timestamp_seconds("ts_s"))
-        .withColumn("amount", F.col("amount_d").cast("decimal(12,2)"))
-        .withColumn("record_key", F.concat_ws("#", "record_base", "type", "j"))
-        .withColumn("member_id", F.col("primary_member_id"))
+    amount = (
+        F.when(kind == "TOPUP", F.col("topup"))
+        .when(kind == "BONUS", F.col("bonus"))
+        .when(kind == "SPEND", spend)
+        .otherwise(refund)
     )
+    seconds = (
+        F.when(kind == "TOPUP", topup_s)
+        .when(kind == "BONUS", topup_s + 1)
+        .when(kind == "SPEND", spend_s)
+        .otherwise(refund_s)
+    )
+    df = df.withColumns(
+        {
+            "ts_s": seconds,
+            "amount": amount.cast("decimal(12,2)"),
+            "record_key": F.concat_ws("#", "record_base", "type", "j"),
+            "member_id": F.col("primary_member_id"),
+        }
+    ).filter(F.col("ts_s") <= F.unix_timestamp(_local_end_ts(cfg)))
+    df = df.withColumn("ts", F.timestamp_seconds("ts_s"))
     signed = F.when(kind == "SPEND", -F.col("amount")).otherwise(F.col("amount"))
     running = (
         Window.partitionBy("card_no")

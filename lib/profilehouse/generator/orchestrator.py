@@ -149,7 +149,8 @@ def generate(
     persons, sources = build_all_sources(spark, cfg)
     persons = persons.persist(StorageLevel.MEMORY_AND_DISK)
     progress(
-        f"generating {cfg.persons:,} persons at SF {cfg.scale_factor} (seed {cfg.seed}) into {landing}"
+        f"generating {cfg.persons:,} persons at SF {cfg.scale_factor} (seed {cfg.seed}) "
+        f"into {landing}"
     )
     _write_persons_truth(persons, truth)
     for i, source in enumerate(sources, start=1):
