@@ -9,6 +9,7 @@ import pytest
 
 from profilehouse.config import load_environment, read_yaml
 from profilehouse.generator.settings import load_generator_settings
+from profilehouse.ingest.source_config import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = sorted((ROOT / "jobs").glob("*.py"))
@@ -28,3 +29,4 @@ def test_every_conf_file_loads() -> None:
     for name in ("local", "test", "cluster"):
         load_environment(name)
     load_generator_settings()
+    load_sources()

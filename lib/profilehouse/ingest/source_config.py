@@ -1,0 +1,167 @@
+"""Typed declarations of the source tables (``conf/sources.yaml``).
+
+One entry per source system table: where its files land, their format and reader options, the
+explicit schema as a mapping from the logical columns of the product (docs/data_dictionary.md) to
+the export's own column names, the business key, the column deciding which version is latest, the
+event-time column, validation rules and which columns hold PII. Onboarding a bank whose export
+calls ``cust_no`` ``KHH`` is a config change: ``cust_no: {source: KHH}``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from profilehouse.config import StrictModel, conf_path, load_model
+
+SIMPLE_TYPES = ("string", "int", "long", "double", "boolean", "date", "timestamp")
+_DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
+_NESTED = re.compile(r"^(array|struct|map)<.+>$")
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+PiiKind = Literal["name", "mobile", "email", "id_no", "address", "birth_date", "openid", "device"]
+Standardizer = Literal["mobile", "email", "id_no", "name", "address", "gender"]
+
+
+class ColumnSpec(StrictModel):
+    """One logical column of a source and how to read it."""
+
+    source: str | None = Field(default=None, description="Column name in the export.")
+    type: str = "string"
+    required: bool = Field(default=False, description="The export must contain this column.")
+    nullable: bool = True
+    formats: list[str] = Field(default_factory=list, description="Date/timestamp patterns.")
+    epoch: Literal["seconds", "millis"] | None = None
+    pii: PiiKind | None = None
+    standardize: Standardizer | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip().replace(" ", "")
+        if value in SIMPLE_TYPES or _NESTED.match(value):
+            return value
+        match = _DECIMAL.match(value)
+        if match and 0 < int(match.group(2)) <= int(match.group(1)) <= 38:
+            return value
+        raise ValueError(
+            f"unknown type {value!r} (expected one of {', '.join(SIMPLE_TYPES)}, "
+            "decimal(p,s) with 0 < s <= p <= 38, or a Spark DDL array<...>/struct<...>/map<...>)"
+        )
+
+    @model_validator(mode="after")
+    def _formats_fit_type(self) -> ColumnSpec:
+        if self.formats and self.type not in ("date", "timestamp"):
+            raise ValueError(f"formats are only allowed on date/timestamp columns, not {self.type}")
+        if self.epoch and self.type != "timestamp":
+            raise ValueError("epoch is only allowed on timestamp columns")
+        return self
+
+
+class Rule(StrictModel):
+    """A validation rule: a Spark SQL boolean over logical columns that valid rows satisfy."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    expr: str
+    severity: Literal["error", "warn"] = "error"
+    description: str = ""
+
+
+class SourceSpec(StrictModel):
+    """One source system table."""
+
+    system: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    table: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    format: Literal["csv", "jsonl", "parquet"]
+    location: str = Field(description="Folder under the landing root holding batch=<date> folders.")
+    options: dict[str, str] = Field(default_factory=dict)
+    time_zone: str = "Asia/Shanghai"
+    columns: dict[str, ColumnSpec]
+    business_key: list[str]
+    order_by: str | None = Field(default=None, description="Latest version wins by this column.")
+    event_time: str | None = None
+    extra_columns: Literal["fail", "rescue"] = "rescue"
+    reject_rate_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _stringify(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {
+                k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> SourceSpec:
+        problems = []
+        bad_names = [c for c in self.columns if not _IDENTIFIER.match(c)]
+        if bad_names:
+            problems.append(f"column names must be lower-case identifiers: {', '.join(bad_names)}")
+        known = set(self.columns)
+        for field in ("order_by", "event_time"):
+            value = getattr(self, field)
+            if value is not None and value not in known:
+                problems.append(f"{field} {value!r} is not a declared column")
+        missing = [k for k in self.business_key if k not in known]
+        if not self.business_key:
+            problems.append("business_key must name at least one column")
+        if missing:
+            problems.append(f"business_key columns not declared: {', '.join(missing)}")
+        for key in self.business_key:
+            if key in known and not self.columns[key].required:
+                problems.append(f"business_key column {key!r} must be required: true")
+        if self.event_time in known and self.columns[self.event_time].type not in (
+            "date",
+            "timestamp",
+        ):
+            problems.append(f"event_time {self.event_time!r} must be a date or timestamp column")
+        sources = [c.source or name for name, c in self.columns.items()]
+        dupes = sorted({s for s in sources if sources.count(s) > 1})
+        if dupes:
+            problems.append(f"two logical columns read the same export column: {', '.join(dupes)}")
+        rule_names = [r.name for r in self.rules]
+        dupe_rules = sorted({r for r in rule_names if rule_names.count(r) > 1})
+        if dupe_rules:
+            problems.append(f"duplicate rule names: {', '.join(dupe_rules)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def name(self) -> str:
+        """``system_table``: the name of its bronze and silver tables."""
+        return f"{self.system}_{self.table}"
+
+    def source_column(self, logical: str) -> str:
+        """The export's name for logical column ``logical``."""
+        spec = self.columns[logical]
+        return spec.source or logical
+
+    @property
+    def pii_columns(self) -> dict[str, PiiKind]:
+        return {name: c.pii for name, c in self.columns.items() if c.pii}
+
+
+class SourcesFile(StrictModel):
+    sources: dict[str, SourceSpec]
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> SourcesFile:
+        seen: dict[str, str] = {}
+        for key, spec in self.sources.items():
+            if spec.name in seen:
+                raise ValueError(
+                    f"sources {seen[spec.name]!r} and {key!r} both declare {spec.name}"
+                )
+            seen[spec.name] = key
+        return self
+
+
+def load_sources(conf_dir: str | Path | None = None) -> dict[str, SourceSpec]:
+    """Load and validate ``sources.yaml``; raises ConfigError listing every problem."""
+    return load_model(conf_path("sources.yaml", conf_dir), SourcesFile).sources
