@@ -57,20 +57,64 @@ def _minimal(**overrides: object) -> dict:
 @pytest.mark.parametrize(
     ("description", "overrides", "expected"),
     [
-        ("unknown format", {"format": "xml"}, "sources.bank_customers.format: Input should be 'csv', 'jsonl' or 'parquet' (got 'xml')"),
-        ("undeclared key", {"business_key": ["cust_id"]}, "business_key columns not declared: cust_id"),
-        ("optional key", {"columns": {"cust_no": {}}, "business_key": ["cust_no"]}, "business_key column 'cust_no' must be required: true"),
-        ("event time not a date", {"event_time": "cust_no"}, "event_time 'cust_no' must be a date or timestamp column"),
+        (
+            "unknown format",
+            {"format": "xml"},
+            "sources.bank_customers.format: Input should be 'csv', 'jsonl' or 'parquet' (got 'xml')",
+        ),
+        (
+            "undeclared key",
+            {"business_key": ["cust_id"]},
+            "business_key columns not declared: cust_id",
+        ),
+        (
+            "optional key",
+            {"columns": {"cust_no": {}}, "business_key": ["cust_no"]},
+            "business_key column 'cust_no' must be required: true",
+        ),
+        (
+            "event time not a date",
+            {"event_time": "cust_no"},
+            "event_time 'cust_no' must be a date or timestamp column",
+        ),
         ("unknown event time", {"event_time": "ts"}, "event_time 'ts' is not a declared column"),
-        ("bad type", {"columns": {"cust_no": {"required": True, "type": "varchar"}}}, "sources.bank_customers.columns.cust_no.type: Value error, unknown type 'varchar'"),
-        ("bad decimal", {"columns": {"cust_no": {"required": True, "type": "decimal(5,9)"}}}, "unknown type 'decimal(5,9)'"),
-        ("formats on a string", {"columns": {"cust_no": {"required": True, "formats": ["yyyy"]}}}, "formats are only allowed on date/timestamp columns, not string"),
-        ("unknown column key", {"columns": {"cust_no": {"required": True, "pii_kind": "name"}}}, "sources.bank_customers.columns.cust_no.pii_kind: unknown key (allowed: epoch, formats, nullable, pii, required, source, standardize, type)"),
-        ("unknown pii kind", {"columns": {"cust_no": {"required": True, "pii": "salary"}}}, "sources.bank_customers.columns.cust_no.pii: Input should be"),
-        ("two columns one export column", {"columns": {"cust_no": {"required": True}, "other": {"source": "cust_no"}}}, "two logical columns read the same export column: cust_no"),
-        ("threshold above 1", {"reject_rate_threshold": 2}, "sources.bank_customers.reject_rate_threshold: Input should be less than or equal to 1 (got 2)"),
+        (
+            "bad type",
+            {"columns": {"cust_no": {"required": True, "type": "varchar"}}},
+            "sources.bank_customers.columns.cust_no.type: Value error, unknown type 'varchar'",
+        ),
+        (
+            "bad decimal",
+            {"columns": {"cust_no": {"required": True, "type": "decimal(5,9)"}}},
+            "unknown type 'decimal(5,9)'",
+        ),
+        (
+            "formats on a string",
+            {"columns": {"cust_no": {"required": True, "formats": ["yyyy"]}}},
+            "formats are only allowed on date/timestamp columns, not string",
+        ),
+        (
+            "unknown column key",
+            {"columns": {"cust_no": {"required": True, "pii_kind": "name"}}},
+            "sources.bank_customers.columns.cust_no.pii_kind: unknown key (allowed: epoch, formats, nullable, pii, required, source, standardize, type)",
+        ),
+        (
+            "unknown pii kind",
+            {"columns": {"cust_no": {"required": True, "pii": "salary"}}},
+            "sources.bank_customers.columns.cust_no.pii: Input should be",
+        ),
+        (
+            "two columns one export column",
+            {"columns": {"cust_no": {"required": True}, "other": {"source": "cust_no"}}},
+            "two logical columns read the same export column: cust_no",
+        ),
+        (
+            "threshold above 1",
+            {"reject_rate_threshold": 2},
+            "sources.bank_customers.reject_rate_threshold: Input should be less than or equal to 1 (got 2)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_invalid_declarations(
     tmp_path: Path, description: str, overrides: dict, expected: str
 ) -> None:
