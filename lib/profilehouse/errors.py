@@ -27,3 +27,10 @@ class SetupError(ProfilehouseError):
 
 class SchemaError(ProfilehouseError):
     """Input data does not have the columns or types a stage needs."""
+
+
+class SecretError(ProfilehouseError):
+    """A secret (e.g. the PII token key) is missing, unreadable or too weak.
+
+    Messages name where the secret is looked for, never its value.
+    """

@@ -1,0 +1,1 @@
+"""Ingestion: landing files → bronze → silver (typed, standardised, validated, tokenised)."""

@@ -1,0 +1,148 @@
+"""PII tokens and masks: the token key, keyed HMAC-SHA256 tokens and analyst-facing masks.
+
+Tokens are computed with Spark built-ins only (``sha2`` over binary concatenations), so no
+Python worker is involved. The key's padded forms become binary literals in the query plan:
+anyone who can read plans (``explain()``, the Spark UI's SQL tab, event logs) can recover the
+key, so keep those as restricted as the vault. Tokenise *normalised* values (see
+:mod:`profilehouse.ingest.standardize`) so that formatting variants of one value share a token.
+
+Masks keep just enough for an analyst to recognise a value; each returns null when the input is
+null or not shaped like the identifier it masks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from profilehouse.columns import mask_middle_expr
+from profilehouse.errors import SecretError
+from profilehouse.ingest.standardize import (
+    address_normalized_expr,
+    city_expr,
+    email_normalized_expr,
+    email_valid_expr,
+    id_no_normalized_expr,
+    mobile_e164_expr,
+    name_normalized_expr,
+    province_expr,
+)
+
+TOKEN_KEY_ENV = "PROFILEHOUSE_TOKEN_KEY"
+TOKEN_KEY_FILE_ENV = "PROFILEHOUSE_TOKEN_KEY_FILE"
+MIN_KEY_BYTES = 16
+_SHA256_BLOCK = 64  # bytes
+_IPAD, _OPAD = 0x36, 0x5C
+
+
+def load_token_key(env_var: str = TOKEN_KEY_ENV, key_file_env: str = TOKEN_KEY_FILE_ENV) -> bytes:
+    """The token key: the UTF-8 bytes of ``$env_var``, else the bytes of the file ``$key_file_env``.
+
+    The env var wins when both are set; one trailing newline is dropped from the file. Raises
+    :class:`SecretError` (naming both variables, never the key) when neither is set, the file
+    cannot be read, or the key is shorter than 16 bytes.
+    """
+    where = f"set {env_var} to the key or {key_file_env} to the path of a file holding it"
+    value = os.environ.get(env_var)
+    if value:
+        key, source = value.encode("utf-8"), env_var
+    else:
+        path = os.environ.get(key_file_env)
+        if not path:
+            raise SecretError(f"no PII token key: {where}")
+        try:
+            key = Path(path).read_bytes()
+        except OSError as exc:
+            raise SecretError(
+                f"cannot read the PII token key file {path!r} named by {key_file_env}: "
+                f"{exc.strerror or type(exc).__name__}; {where}"
+            ) from None
+        key, source = _drop_trailing_newline(key), f"the file named by {key_file_env}"
+    if len(key) < MIN_KEY_BYTES:
+        raise SecretError(
+            f"the PII token key from {source} is shorter than {MIN_KEY_BYTES} bytes; {where} "
+            f"(at least {MIN_KEY_BYTES} random bytes, e.g. `openssl rand -hex 32`)"
+        )
+    return key
+
+
+def _drop_trailing_newline(data: bytes) -> bytes:
+    """``data`` without one trailing '\\n' or '\\r\\n' (as editors and ``echo`` add)."""
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    return data.removesuffix(b"\n")
+
+
+def _padded_keys(key: bytes) -> tuple[bytes, bytes]:
+    """(K' ⊕ ipad, K' ⊕ opad) of RFC 2104 for SHA-256 (K' = key hashed if long, zero-padded)."""
+    block = hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key
+    block = block.ljust(_SHA256_BLOCK, b"\0")
+    return bytes(b ^ _IPAD for b in block), bytes(b ^ _OPAD for b in block)
+
+
+def hmac_token_expr(col: Column, key: bytes, purpose: str) -> Column:
+    """Lower-case hex HMAC-SHA256(key, purpose + ':' + value as UTF-8); null when ``col`` is null.
+
+    ``purpose`` ('mobile', 'email', 'id_no', 'name', ...) separates domains: equal values of
+    different kinds get different tokens. It must be non-empty and free of ':' so that
+    (purpose, value) pairs cannot collide. Equal to Python's
+    ``hmac.new(key, f"{purpose}:{value}".encode(), "sha256").hexdigest()``.
+    """
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise SecretError(f"the PII token key must be at least {MIN_KEY_BYTES} bytes")
+    if not purpose or ":" in purpose:
+        raise ValueError(f"purpose must be a non-empty string without ':', got {purpose!r}")
+    inner_key, outer_key = _padded_keys(bytes(key))
+    message = F.concat(F.lit(f"{purpose}:"), col.cast("string")).cast("binary")
+    inner = F.unhex(F.sha2(F.concat(F.lit(inner_key), message), 256))
+    return F.sha2(F.concat(F.lit(outer_key), inner), 256)
+
+
+def mask_mobile_expr(col: Column) -> Column:
+    """'138****8000' for a valid mainland mobile in any format; null when null or invalid."""
+    return mask_middle_expr(F.substring(mobile_e164_expr(col), 4, 11), 3, 4)
+
+
+def mask_email_expr(col: Column) -> Column:
+    """'z***@qq.com': first character of the local part, '***', the domain; null when invalid."""
+    email = email_normalized_expr(col)
+    return F.when(
+        email_valid_expr(email),
+        F.concat(
+            F.substring(F.substring_index(email, "@", 1), 1, 1),
+            F.lit("***@"),
+            F.substring_index(email, "@", -1),
+        ),
+    )
+
+
+def mask_id_no_expr(col: Column) -> Column:
+    """First 6 + '********' + last 4 of an 18-character resident ID; null when not ID-shaped.
+
+    The check character and birth date are not validated: invalid IDs are masked too.
+    """
+    id_no = id_no_normalized_expr(col)
+    return F.when(id_no.rlike(r"^[0-9]{17}[0-9X]$"), mask_middle_expr(id_no, 6, 4))
+
+
+def mask_name_expr(col: Column) -> Column:
+    """Normalised name with all but the first character of each word masked; null when blank.
+
+    A Chinese name is one word ('张伟' → '张*', '欧阳娜娜' → '欧***'); Latin names keep each
+    initial ('JOHN SMITH' → 'J*** S****'). Every masked character becomes one '*'.
+    """
+    return F.regexp_replace(name_normalized_expr(col), r"(?<=\S)\S", "*")
+
+
+def mask_address_expr(col: Column) -> Column:
+    """Canonical province + city followed by '***' ('广东省广州市***', '北京市***').
+
+    Only '***' when neither is found; null when the address is null or blank.
+    """
+    province, city = province_expr(col), city_expr(col)
+    keep = F.concat_ws("", province, F.when(province.isNull() | (city != province), city))
+    return F.when(address_normalized_expr(col).isNotNull(), F.concat(keep, F.lit("***")))
