@@ -59,6 +59,12 @@ def event_id_expr(seed: int, source: str, *keys: Column | str) -> Column:
         ),
         256,
     )
+    return uuid_text_expr(h)
+
+
+def uuid_text_expr(hex_digest: Column) -> Column:
+    """The first 32 hex characters of ``hex_digest`` laid out as a UUID (8-4-4-4-12)."""
+    h = hex_digest
     return F.concat_ws(
         "-",
         F.substring(h, 1, 8),

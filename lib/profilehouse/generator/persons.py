@@ -6,7 +6,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse.columns import id_check_char_expr
-from profilehouse.generator import rand
+from profilehouse.generator import ids, rand
 from profilehouse.generator.settings import GeneratorSettings
 from profilehouse.generator.vocab import (
     CATEGORIES,
@@ -165,17 +165,6 @@ def _hex_id(seed: int, salt: str) -> Column:
     )
 
 
-def _uuid_from_hex(h: Column) -> Column:
-    return F.concat_ws(
-        "-",
-        F.substring(h, 1, 8),
-        F.substring(h, 9, 4),
-        F.substring(h, 13, 4),
-        F.substring(h, 17, 4),
-        F.substring(h, 21, 12),
-    )
-
-
 def _with_identifiers(df: DataFrame, seed: int) -> DataFrame:
     """Resident ID (valid check digit), unique mobile, e-mail, WeChat openid, app devices."""
     birth = F.date_format("birth_date", "yyyyMMdd")
@@ -210,12 +199,12 @@ def _with_identifiers(df: DataFrame, seed: int) -> DataFrame:
     )
     openid = F.translate(F.substring(F.base64(F.unhex(_hex_id(seed, "openid"))), 1, 27), "+/", "-_")
     df = df.withColumn("wechat_openid", F.concat(F.lit("o"), openid))
-    df = df.withColumn("device_id", F.upper(_uuid_from_hex(_hex_id(seed, "device"))))
+    df = df.withColumn("device_id", F.upper(ids.uuid_text_expr(_hex_id(seed, "device"))))
     df = df.withColumn(
         "device_id_2",
         F.when(
             rand.uniform(seed, "second_device", "person_id") < 0.2,
-            F.upper(_uuid_from_hex(_hex_id(seed, "device2"))),
+            F.upper(ids.uuid_text_expr(_hex_id(seed, "device2"))),
         ),
     )
     return df
