@@ -161,35 +161,19 @@ def _event_patterns_and_batch(
     extra_patterns: dict[str, Column] | None = None,
 ) -> DataFrame:
     """Batch assignment with late deliveries, duplicate events, malformed rows and patterns."""
-    seed, d = cfg.seed, cfg.dirt
-    last = cfg.history.end.isoformat()
-    df = df.withColumn("_edate", event_date).withColumn(
-        "batch", batch_of_expr(F.col("_edate"), _initial(cfg))
-    )
-    late = (
-        (F.col("batch") != _initial(cfg))
-        & (F.col("batch") != last)
-        & (rand.uniform(seed, f"{spec.name}:late", spec.key) < d.late_event)
-    )
-    df = df.withColumn("_late", late).withColumn(
-        "batch",
-        F.when(
-            F.col("_late"), F.date_format(F.date_add(F.col("_edate"), 1), "yyyy-MM-dd")
-        ).otherwise(F.col("batch")),
-    )
-    dup = rand.uniform(seed, f"{spec.name}:dup", spec.key) < d.duplicate_event
-    df = df.withColumn("_dup", dup).withColumn(
-        "_copies", F.when(F.col("_dup"), F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
-    )
-    df = df.withColumn("_copy", F.explode("_copies"))
-    df = with_malformed(df, d.malformed_row, seed, spec)
+    df = dirt.with_delivery(df, cfg, spec.name, event_date, spec.key)
+    df = with_malformed(df, cfg.dirt.malformed_row, cfg.seed, spec)
     # The re-delivered copy of a duplicate is never the malformed one (its twin carries the data).
-    df = df.withColumn("malformed", F.col("malformed") & (F.col("_copy") == 0))
-    df = df.withColumn("malformed_kind", F.when(F.col("malformed"), F.col("malformed_kind")))
-    flags = {"late_event": F.col("_late"), "duplicate_event": F.col("_copy") == 1}
+    malformed = F.col("malformed") & ~F.col("f_duplicate_event")
+    flags = {"late_event": F.col("f_late_event"), "duplicate_event": F.col("f_duplicate_event")}
     flags.update(extra_patterns or {})
-    df = df.withColumn("patterns", dirt.patterns_expr(flags))
-    return df.drop("_edate", "_late", "_dup", "_copies", "_copy")
+    return df.withColumns(
+        {
+            "malformed": malformed,
+            "malformed_kind": F.when(malformed, F.col("malformed_kind")),
+            "patterns": dirt.patterns_expr(flags),
+        }
+    ).drop("f_late_event", "f_duplicate_event")
 
 
 def _finish(df: DataFrame, spec: SourceSpec, expected_rows: int) -> GeneratedSource:

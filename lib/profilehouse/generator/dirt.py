@@ -11,7 +11,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from profilehouse.generator import rand
-from profilehouse.generator.settings import Dirt
+from profilehouse.generator.settings import Dirt, GeneratorSettings
+from profilehouse.generator.writer import batch_of_expr
 
 # Formats a mobile is typed in (plain 11 digits is the clean one).
 MOBILE_FORMATS = (
@@ -191,3 +192,39 @@ def patterns_expr(flags: dict[str, Column | str]) -> Column:
 def person_patterns_expr() -> Column:
     """Patterns array for the flags that :func:`with_person_dirt` adds."""
     return patterns_expr({c.removeprefix("f_"): c for c in FLAG_COLUMNS})
+
+
+def with_delivery(
+    df: DataFrame,
+    cfg: GeneratorSettings,
+    source: str,
+    event_date: Column,
+    key: str,
+    duplicates: bool = True,
+) -> DataFrame:
+    """Add ``batch`` (late events one batch late, flag ``f_late_event``) and exact duplicates.
+
+    ``event_date`` decides the batch: the full-history batch up to ``history.initial_batch``,
+    else the event's own day; a share ``dirt.late_event`` of the daily events (all but the last
+    day's) arrives one batch late. Duplicated rows get ``f_duplicate_event`` on the re-delivered
+    copy only.
+    """
+    seed, initial = cfg.seed, cfg.history.initial_batch
+    late = (
+        (event_date > F.lit(initial))
+        & (event_date < F.lit(cfg.history.end))
+        & rand.bernoulli(cfg.dirt.late_event, seed, f"{source}:late", key)
+    )
+    df = df.withColumns(
+        {
+            "f_late_event": late,
+            "batch": F.when(late, F.date_format(F.date_add(event_date, 1), "yyyy-MM-dd")).otherwise(
+                batch_of_expr(event_date, initial.isoformat())
+            ),
+        }
+    )
+    if not duplicates:
+        return df.withColumn("f_duplicate_event", F.lit(False))
+    dup = rand.bernoulli(cfg.dirt.duplicate_event, seed, f"{source}:dup", key)
+    copies = F.when(dup, F.array(F.lit(False), F.lit(True))).otherwise(F.array(F.lit(False)))
+    return df.select("*", F.explode(copies).alias("f_duplicate_event"))

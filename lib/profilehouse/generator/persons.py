@@ -24,13 +24,12 @@ from profilehouse.generator.vocab import (
 HOUSEHOLD_SIZE = 4  # persons 4k..4k+3 form a household; sharers use the head's mobile
 
 
-def rows_per_partition_target() -> int:
-    return 25_000
+PERSONS_PER_PARTITION = 25_000
 
 
 def person_partitions(n_persons: int) -> int:
     """Partitions for the persons range: a few per core locally, more at scale."""
-    return max(2, min(400, n_persons // rows_per_partition_target() + 1))
+    return max(2, min(400, n_persons // PERSONS_PER_PARTITION + 1))
 
 
 def build_persons(spark: SparkSession, cfg: GeneratorSettings) -> DataFrame:

@@ -342,39 +342,6 @@ def _local_end_ts(cfg: GeneratorSettings) -> Column:
     return F.lit(f"{cfg.history.end.isoformat()} 23:59:59").cast("timestamp")
 
 
-def _with_delivery(
-    df: DataFrame,
-    cfg: GeneratorSettings,
-    source: str,
-    event_date: Column,
-    key: str,
-    duplicates: bool = True,
-) -> DataFrame:
-    """Add ``batch`` (late events one batch late, flag ``f_late_event``) and exact duplicates.
-
-    Duplicated rows get ``f_duplicate_event`` on the re-delivered copy only.
-    """
-    seed, initial = cfg.seed, cfg.history.initial_batch
-    late = (
-        (event_date > F.lit(initial))
-        & (event_date < F.lit(cfg.history.end))
-        & rand.bernoulli(cfg.dirt.late_event, seed, f"{source}:late", key)
-    )
-    df = df.withColumns(
-        {
-            "f_late_event": late,
-            "batch": F.when(late, F.date_format(F.date_add(event_date, 1), "yyyy-MM-dd")).otherwise(
-                writer.batch_of_expr(event_date, initial.isoformat())
-            ),
-        }
-    )
-    if not duplicates:
-        return df.withColumn("f_duplicate_event", F.lit(False))
-    dup = rand.bernoulli(cfg.dirt.duplicate_event, seed, f"{source}:dup", key)
-    copies = F.when(dup, F.array(F.lit(False), F.lit(True))).otherwise(F.array(F.lit(False)))
-    return df.select("*", F.explode(copies).alias("f_duplicate_event"))
-
-
 def _finish(
     df: DataFrame, spec: SourceSpec, cfg: GeneratorSettings, flags: dict[str, Column | str]
 ) -> DataFrame:
@@ -773,7 +740,7 @@ def _build_pos_lines(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
             "f_bad_date": bad_ts,
         }
     )
-    df = _with_delivery(df, cfg, src, F.to_date("ts_true"), "record_key")
+    df = dirt.with_delivery(df, cfg, src, F.to_date("ts_true"), "record_key")
     flags: dict[str, Column | str] = {
         "default_till_mobile": "f_default_till",
         "mobile_formatted": "f_mobile_formatted",
@@ -894,7 +861,7 @@ def _build_ecom_orders(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
             "f_bad_ts": bad_ts,
         }
     ).withColumn("amount", _money_expr(amount))
-    df = _with_delivery(df, cfg, src, F.to_date("ts_true"), "order_id")
+    df = dirt.with_delivery(df, cfg, src, F.to_date("ts_true"), "order_id")
     flags: dict[str, Column | str] = {
         "mobile_formatted": "f_mobile_formatted",
         "missing_mobile": "f_missing_mobile",
@@ -1037,7 +1004,7 @@ def _build_behavior_events(people: DataFrame, cfg: GeneratorSettings) -> DataFra
         epoch, d.bad_date, dirt.BAD_DATES, seed, f"{src}:ts", "event_id"
     )
     df = df.withColumns({"ts": ts_text, "f_bad_date": bad_ts})
-    df = _with_delivery(df, cfg, src, F.to_date("ts_true"), "event_id")
+    df = dirt.with_delivery(df, cfg, src, F.to_date("ts_true"), "event_id")
     flags: dict[str, Column | str] = {
         "cart_abandoned": "f_cart_abandoned",
         "cart_coupon": "f_cart_coupon",
@@ -1174,7 +1141,7 @@ def _build_stored_value(people: DataFrame, cfg: GeneratorSettings) -> DataFrame:
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     df = df.withColumn("balance_after", F.sum(signed).over(running).cast("decimal(12,2)"))
-    df = _with_delivery(df, cfg, src, F.to_date("ts"), "record_key", duplicates=False)
+    df = dirt.with_delivery(df, cfg, src, F.to_date("ts"), "record_key", duplicates=False)
     flags: dict[str, Column | str] = {
         "stored_value_hoarder": "stored_value_hoarder",
         "late_event": "f_late_event",

@@ -20,7 +20,8 @@ class GeneratedSource:
     ``df`` has ``spec.columns`` (all strings for CSV/JSON sources, except nested JSON items) plus
     TRUTH_COLUMNS: ``person_id`` (the true person), ``batch`` (``YYYY-MM-DD`` delivery date),
     ``malformed`` / ``malformed_kind`` (see writer.with_malformed) and ``patterns``
-    (array<string>: names of the dirty-data patterns applied to this record).
+    (array<string>: names of the dirty-data patterns applied to this record), and ``spec.key``
+    when the key is not one of the spec columns (a derived record key; never written to files).
     """
 
     spec: SourceSpec

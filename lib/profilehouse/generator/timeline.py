@@ -7,8 +7,6 @@ Timestamps are local wall-clock time (Asia/Shanghai) as the source systems recor
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -66,15 +64,3 @@ def event_ts_expr(
     day_s = F.floor(seconds / 86_400) * 86_400
     hour_s = (F.lit(8 * 3600) + rand.uniform(seed, f"{salt}:h", *keys) * 14 * 3600).cast("long")
     return F.timestamp_seconds(day_s + hour_s)
-
-
-def window_start(cfg: GeneratorSettings) -> Column:
-    return F.lit(cfg.history.start)
-
-
-def window_end(cfg: GeneratorSettings) -> Column:
-    return F.lit(cfg.history.end)
-
-
-def clamp_date(value: Column, lo: dt.date, hi: dt.date) -> Column:
-    return F.least(F.greatest(value, F.lit(lo)), F.lit(hi))
