@@ -29,19 +29,27 @@ def write_table(
     partition_by: Sequence[str] = (),
     properties: dict[str, str] | None = None,
     overwrite_schema: bool = False,
+    options: dict[str, str] | None = None,
 ) -> None:
     """Write ``df`` as the Delta table ``ref`` (atomically: readers see all of it or none).
 
-    ``properties`` become Delta table properties (``delta.enableChangeDataFeed`` etc.).
+    ``properties`` become Delta table properties (``delta.enableChangeDataFeed`` etc.);
+    ``options`` are writer options (``mergeSchema``, or :func:`idempotent_options`).
     """
     writer = df.write.format("delta").mode(mode)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if overwrite_schema:
         writer = writer.option("overwriteSchema", "true")
-    for key, value in (properties or {}).items():
+    for key, value in {**(properties or {}), **(options or {})}.items():
         writer = writer.option(key, value)
     writer.save(ref.location)
+
+
+def idempotent_options(app_id: str, version: int) -> dict[str, str]:
+    """Writer options making an append idempotent: Delta skips it when ``app_id`` has already
+    committed ``version`` (or a later one) to the table, so a retried write never duplicates."""
+    return {"txnAppId": app_id, "txnVersion": str(version)}
 
 
 def read_table(
@@ -76,3 +84,34 @@ def register_table(spark: SparkSession, ref: TableRef) -> None:
         f"CREATE TABLE IF NOT EXISTS `{ref.layer.value}`.`{ref.name}` "
         f"USING DELTA LOCATION '{ref.location}'"
     )
+
+
+def merge_rows(
+    spark: SparkSession,
+    ref: TableRef,
+    rows: DataFrame,
+    on: str,
+    update_when: str | None,
+) -> dict[str, int]:
+    """MERGE ``rows`` (alias ``s``) into the table ``ref`` (alias ``t``) on the SQL ``on``.
+
+    Unmatched rows are inserted; matched rows are replaced when ``update_when`` holds (never
+    when it is None). Returns the commit's operation metrics (``numTargetRowsInserted``, ...).
+    """
+    merge = DeltaTable.forPath(spark, ref.location).alias("t").merge(rows.alias("s"), on)
+    if update_when is not None:
+        merge = merge.whenMatchedUpdateAll(condition=update_when)
+    merge.whenNotMatchedInsertAll().execute()
+    return last_operation_metrics(spark, ref)
+
+
+def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, int]:
+    """The operation metrics of the latest commit of ``ref`` (numeric values only)."""
+    last = DeltaTable.forPath(spark, ref.location).history(1).select("operationMetrics").first()
+    metrics = (last["operationMetrics"] if last else None) or {}
+    return {k: int(v) for k, v in metrics.items() if str(v).lstrip("-").isdigit()}
+
+
+def last_operation_metric(spark: SparkSession, ref: TableRef, name: str) -> int:
+    """One operation metric of the latest commit of ``ref`` (0 when absent)."""
+    return last_operation_metrics(spark, ref).get(name, 0)

@@ -26,6 +26,13 @@ PiiKind = Literal["name", "mobile", "email", "id_no", "address", "birth_date", "
 Standardizer = Literal["mobile", "email", "id_no", "name", "address", "gender"]
 
 
+class IdCrossCheck(StrictModel):
+    """Columns of the same row that a resident ID's embedded birth date and gender must match."""
+
+    birth_date: str | None = None
+    gender: str | None = None
+
+
 class ColumnSpec(StrictModel):
     """One logical column of a source and how to read it."""
 
@@ -36,7 +43,13 @@ class ColumnSpec(StrictModel):
     formats: list[str] = Field(default_factory=list, description="Date/timestamp patterns.")
     epoch: Literal["seconds", "millis"] | None = None
     pii: PiiKind | None = None
+    pii_when: str | None = Field(
+        default=None,
+        description="Spark SQL condition: the value is PII only in rows where it holds "
+        "(a contact's target_key is a mobile only when target_type = 'MOBILE').",
+    )
     standardize: Standardizer | None = None
+    cross_check: IdCrossCheck | None = None
 
     @field_validator("type")
     @classmethod
@@ -58,6 +71,12 @@ class ColumnSpec(StrictModel):
             raise ValueError(f"formats are only allowed on date/timestamp columns, not {self.type}")
         if self.epoch and self.type != "timestamp":
             raise ValueError("epoch is only allowed on timestamp columns")
+        if self.pii_when and not self.pii:
+            raise ValueError("pii_when needs pii")
+        if self.cross_check and self.standardize != "id_no":
+            raise ValueError("cross_check is only allowed with standardize: id_no")
+        if self.standardize and self.type != "string":
+            raise ValueError(f"standardize needs a string column, not {self.type}")
         return self
 
 
@@ -115,6 +134,11 @@ class SourceSpec(StrictModel):
         for key in self.business_key:
             if key in known and not self.columns[key].required:
                 problems.append(f"business_key column {key!r} must be required: true")
+        for name, col in self.columns.items():
+            check = col.cross_check
+            for target in (check.birth_date, check.gender) if check else ():
+                if target is not None and target not in known:
+                    problems.append(f"columns.{name}.cross_check: {target!r} is not a column")
         if self.event_time in known and self.columns[self.event_time].type not in (
             "date",
             "timestamp",

@@ -1,9 +1,11 @@
 """PII tokens and masks: the token key, keyed HMAC-SHA256 tokens and analyst-facing masks.
 
 Tokens are computed with Spark built-ins only (``sha2`` over binary concatenations), so no
-Python worker is involved. The key's padded forms become binary literals in the query plan:
-anyone who can read plans (``explain()``, the Spark UI's SQL tab, event logs) can recover the
-key, so keep those as restricted as the vault. Tokenise *normalised* values (see
+Python worker is involved. Jobs keep the key out of query plans: :func:`token_key_frame` holds
+the key's padded forms in a one-row DataFrame (its rows never appear in ``explain()``, the
+Spark UI or event logs), which is broadcast-joined to the data, and :func:`hmac_token_from_keys`
+reads them from its columns. :func:`hmac_token_expr` embeds them as literals instead and is
+meant for small, interactive use. Tokenise *normalised* values (see
 :mod:`profilehouse.ingest.standardize`) so that formatting variants of one value share a token.
 
 Masks keep just enough for an analyst to recognise a value; each returns null when the input is
@@ -16,7 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse.columns import mask_middle_expr
@@ -97,9 +99,37 @@ def hmac_token_expr(col: Column, key: bytes, purpose: str) -> Column:
     if not purpose or ":" in purpose:
         raise ValueError(f"purpose must be a non-empty string without ':', got {purpose!r}")
     inner_key, outer_key = _padded_keys(bytes(key))
+    return _hmac(col, purpose, F.lit(inner_key), F.lit(outer_key))
+
+
+KEY_INNER, KEY_OUTER = "_token_key_inner", "_token_key_outer"
+
+
+def token_key_frame(spark: SparkSession, key: bytes) -> DataFrame:
+    """One row holding the key's padded forms (columns ``KEY_INNER``, ``KEY_OUTER``).
+
+    Cross-join it (broadcast) to the rows to tokenise, then use :func:`hmac_token_from_keys`.
+    """
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise SecretError(f"the PII token key must be at least {MIN_KEY_BYTES} bytes")
+    inner_key, outer_key = _padded_keys(bytes(key))
+    return spark.createDataFrame(
+        [(bytearray(inner_key), bytearray(outer_key))],
+        f"{KEY_INNER} binary, {KEY_OUTER} binary",
+    )
+
+
+def hmac_token_from_keys(col: Column, purpose: str) -> Column:
+    """As :func:`hmac_token_expr`, with the key read from the columns of :func:`token_key_frame`."""
+    if not purpose or ":" in purpose:
+        raise ValueError(f"purpose must be a non-empty string without ':', got {purpose!r}")
+    return _hmac(col, purpose, F.col(KEY_INNER), F.col(KEY_OUTER))
+
+
+def _hmac(col: Column, purpose: str, inner_key: Column, outer_key: Column) -> Column:
     message = F.concat(F.lit(f"{purpose}:"), col.cast("string")).cast("binary")
-    inner = F.unhex(F.sha2(F.concat(F.lit(inner_key), message), 256))
-    return F.sha2(F.concat(F.lit(outer_key), inner), 256)
+    inner = F.unhex(F.sha2(F.concat(inner_key, message), 256))
+    return F.sha2(F.concat(outer_key, inner), 256)
 
 
 def mask_mobile_expr(col: Column) -> Column:

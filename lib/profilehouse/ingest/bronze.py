@@ -1,0 +1,518 @@
+"""Bronze: landing files → one Delta table per source, rows as received, loaded exactly once.
+
+Every value is kept as text exactly as received under its *logical* column name (the export's
+names are mapped by ``conf/sources.yaml``), so one bronze schema per source survives exports
+whose column names, order or types drift. Alongside come ``_rescued_data`` (JSON of columns
+the config does not know, when the source rescues them), ``_corrupt_record`` (the raw line of a
+row the reader could not split or parse) and the ingest metadata ``_source_file``, ``_batch``,
+``_load_id``, ``_ingested_at`` and ``_row_hash``.
+
+Exactly-once, crash-safe loading uses a file log (``ops.ingest_file_log``) and Delta's
+idempotent writes, in three commits per load:
+
+1. the new files are logged as ``pending`` under a new load ID;
+2. their rows are appended to bronze with ``txnAppId = bronze:<source>``,
+   ``txnVersion = <load ID>`` (Delta skips the append if that version was committed before);
+3. the files are logged as ``loaded`` with their row counts.
+
+A run first finishes any pending load exactly as logged, then lists the landing folder and
+loads only files the log has never seen. A crash between any two commits therefore neither
+loses nor duplicates a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from profilehouse import delta_io
+from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.errors import ProfilehouseError, SchemaError
+from profilehouse.ingest.landing import (
+    LandingFile,
+    list_landing_files,
+    read_header,
+    read_parquet_schema,
+)
+from profilehouse.ingest.source_config import SourceSpec
+
+RESCUED = "_rescued_data"
+CORRUPT = "_corrupt_record"
+METADATA_COLUMNS = ("_source_file", "_batch", "_load_id", "_ingested_at", "_row_hash")
+FILE_LOG_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType(), False),
+        T.StructField("file_path", T.StringType(), False),
+        T.StructField("spark_path", T.StringType(), False),
+        T.StructField("size", T.LongType(), False),
+        T.StructField("modification_time", T.LongType(), False),
+        T.StructField("batch", T.StringType(), False),
+        T.StructField("load_id", T.LongType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("rows", T.LongType(), True),
+        T.StructField("logged_at", T.TimestampType(), False),
+    ]
+)
+PENDING, LOADED = "pending", "loaded"
+_FILE = "_file"  # Spark's path of the file a row came from, before the file table is joined
+_NULL_MARK = "\u0000"
+_FIELD_SEP = "\u001f"
+
+
+@dataclass
+class BronzeLoad:
+    """What one bronze run did for one source."""
+
+    source: str
+    load_ids: list[int] = field(default_factory=list)
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    batches: dict[str, int] = field(default_factory=dict)  # batch → rows
+    resumed_pending: int = 0  # pending loads from a crashed run, finished by this run
+    seconds: float = 0.0
+
+
+def bronze_table(catalog: TableCatalog, spec: SourceSpec) -> TableRef:
+    return catalog.table(Layer.BRONZE, spec.name)
+
+
+def file_log_table(catalog: TableCatalog) -> TableRef:
+    return catalog.table(Layer.OPS, "ingest_file_log")
+
+
+# --- reading the landing files -------------------------------------------------------------------
+
+
+def _text(col: Column, data_type: T.DataType) -> Column:
+    """A typed value rendered as text without loss (instants keep their offset)."""
+    if isinstance(data_type, T.TimestampType):
+        return F.date_format(col, "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX")
+    if isinstance(data_type, T.StructType | T.ArrayType | T.MapType):
+        return F.to_json(col)
+    if isinstance(data_type, T.BinaryType):
+        return F.base64(col)
+    return col.cast("string")
+
+
+def _rescued_expr(extras: list[tuple[str, Column]]) -> Column:
+    """JSON object of the non-null unknown columns; null when there are none."""
+    if not extras:
+        return F.lit(None).cast("string")
+    pairs = F.map_filter(
+        F.create_map(*[x for name, col in extras for x in (F.lit(name), col)]),
+        lambda _k, v: v.isNotNull(),
+    )
+    return F.when(F.size(pairs) > 0, F.to_json(pairs))
+
+
+def _check_columns(spec: SourceSpec, file: str, present: list[str]) -> list[str]:
+    """The export columns of ``file`` that the config does not know; SchemaError when a
+    required column is missing, or an unknown one appears and the source does not rescue."""
+    known = {spec.source_column(c) for c in spec.columns}
+    missing = [
+        f"{spec.source_column(c)}" + (f" (logical {c})" if spec.source_column(c) != c else "")
+        for c, col in spec.columns.items()
+        if col.required and spec.source_column(c) not in present
+    ]
+    if missing:
+        raise SchemaError(
+            f"{spec.name}: file {file} lacks required column(s) {', '.join(missing)} "
+            f"(its columns: {', '.join(present)})"
+        )
+    extras = [c for c in present if c not in known]
+    if extras and spec.extra_columns == "fail":
+        raise SchemaError(
+            f"{spec.name}: file {file} has unexpected column(s) {', '.join(extras)} "
+            "(extra_columns: fail; declare them in conf/sources.yaml or set "
+            "extra_columns: rescue)"
+        )
+    return extras
+
+
+def _logical_select(
+    spec: SourceSpec, present: dict[str, T.DataType], extras: list[str]
+) -> list[Column]:
+    """Logical columns as text (null when absent), then rescued data, corrupt record, file."""
+    cols = []
+    for logical in spec.columns:
+        source = spec.source_column(logical)
+        if source in present:
+            cols.append(_text(F.col(f"`{source}`"), present[source]).alias(logical))
+        else:
+            cols.append(F.lit(None).cast("string").alias(logical))
+    rescued = [(name, _text(F.col(f"`{name}`"), present[name])) for name in extras]
+    cols.append(_rescued_expr(rescued).alias(RESCUED))
+    return cols
+
+
+def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[LandingFile]) -> list[DataFrame]:
+    """One DataFrame per distinct header; empty files contribute nothing."""
+    delimiter = spec.options.get("sep", spec.options.get("delimiter", ","))
+    groups: dict[tuple[str, ...], list[LandingFile]] = defaultdict(list)
+    for file in files:
+        header = read_header(spark, file, delimiter)
+        if header is not None:
+            groups[tuple(header)].append(file)
+    frames = []
+    for header, group in groups.items():
+        extras = _check_columns(spec, group[0].path, list(header))
+        schema = T.StructType(
+            [T.StructField(n, T.StringType()) for n in header]
+            + [T.StructField(CORRUPT, T.StringType())]
+        )
+        options = {
+            **spec.options,
+            "header": "true",
+            "enforceSchema": "true",
+            "mode": "PERMISSIVE",
+            "columnNameOfCorruptRecord": CORRUPT,
+        }
+        df = spark.read.schema(schema).options(**options).csv([f.path for f in group])
+        present = dict.fromkeys(header, T.StringType())
+        frames.append(
+            df.select(
+                *_logical_select(spec, present, extras),
+                F.col(CORRUPT),
+                F.col("_metadata.file_path").alias(_FILE),
+            )
+        )
+    return frames
+
+
+def _read_jsonl(
+    spark: SparkSession, spec: SourceSpec, files: list[LandingFile]
+) -> list[DataFrame]:
+    """JSON lines read as text and parsed with every known field as text."""
+    known = [spec.source_column(c) for c in spec.columns]
+    schema = T.StructType(
+        [T.StructField(n, T.StringType()) for n in known]
+        + [T.StructField(CORRUPT, T.StringType())]
+    )
+    lines = (
+        spark.read.text([f.path for f in files])
+        .select("value", F.col("_metadata.file_path").alias(_FILE))
+        .where(F.trim("value") != "")
+    )
+    parsed = lines.select(
+        F.from_json("value", schema, {"columnNameOfCorruptRecord": CORRUPT}).alias("r"),
+        F.array_except(F.json_object_keys("value"), F.array(*map(F.lit, known))).alias("x"),
+        "value",
+        _FILE,
+    )
+    _check_json_files(spec, parsed)
+    rescued = F.when(
+        F.size("x") > 0,
+        F.to_json(
+            F.map_filter(
+                F.from_json("value", "map<string,string>"),
+                lambda k, v: F.array_contains(F.col("x"), k) & v.isNotNull(),
+            )
+        ),
+    )
+    cols = [F.col(f"r.`{spec.source_column(c)}`").alias(c) for c in spec.columns]
+    return [
+        parsed.select(
+            *cols,
+            F.when(F.size("x") > 0, rescued).alias(RESCUED),
+            F.when(F.col(f"r.{CORRUPT}").isNotNull(), F.col("value")).alias(CORRUPT),
+            _FILE,
+        )
+    ]
+
+
+def _check_json_files(spec: SourceSpec, parsed: DataFrame) -> None:
+    """SchemaError naming the file when a required field is absent from every well-formed
+    record of a file, or an unknown field appears and the source does not rescue."""
+    required = [spec.source_column(c) for c, col in spec.columns.items() if col.required]
+    good = F.col(f"r.{CORRUPT}").isNull() & F.col("x").isNotNull()
+    aggs = [F.sum(good.cast("int")).alias("good")]
+    aggs += [
+        F.max(good & F.array_contains(F.json_object_keys("value"), name)).alias(f"has_{i}")
+        for i, name in enumerate(required)
+    ]
+    if spec.extra_columns == "fail":
+        aggs.append(F.array_sort(F.array_distinct(F.flatten(F.collect_set("x")))).alias("extra"))
+    for row in parsed.groupBy(_FILE).agg(*aggs).collect():  # one row per file
+        if not row["good"]:
+            continue
+        missing = [name for i, name in enumerate(required) if not row[f"has_{i}"]]
+        if missing:
+            raise SchemaError(
+                f"{spec.name}: file {row[_FILE]} lacks required column(s) "
+                f"{', '.join(missing)} (no record has the field)"
+            )
+        if spec.extra_columns == "fail" and row["extra"]:
+            _check_columns(spec, row[_FILE], required + list(row["extra"]))
+
+
+def _read_parquet(
+    spark: SparkSession, spec: SourceSpec, files: list[LandingFile]
+) -> list[DataFrame]:
+    """One DataFrame per distinct file schema, every value rendered as text."""
+    groups: dict[str, tuple[T.StructType, list[LandingFile]]] = {}
+    for file in files:
+        schema = read_parquet_schema(spark, file)
+        groups.setdefault(schema.json(), (schema, []))[1].append(file)
+    frames = []
+    for schema, group in groups.values():
+        present = {f.name: f.dataType for f in schema.fields}
+        extras = _check_columns(spec, group[0].path, list(present))
+        df = spark.read.schema(schema).parquet(*[f.path for f in group])
+        frames.append(
+            df.select(
+                *_logical_select(spec, present, extras),
+                F.lit(None).cast("string").alias(CORRUPT),
+                F.col("_metadata.file_path").alias(_FILE),
+            )
+        )
+    return frames
+
+
+_READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+
+
+def _row_hash_expr(columns: list[str]) -> Column:
+    """SHA-256 of the row's values (nulls marked), identifying a row version."""
+    return F.sha2(
+        F.concat_ws(_FIELD_SEP, *[F.coalesce(F.col(c), F.lit(_NULL_MARK)) for c in columns]),
+        256,
+    )
+
+
+def bronze_frame(
+    spark: SparkSession,
+    spec: SourceSpec,
+    files: list[LandingFile],
+    load_id: int,
+    ingested_at: dt.datetime,
+) -> DataFrame:
+    """The rows of ``files`` as bronze rows: logical text columns, rescued/corrupt, metadata.
+
+    Raises :class:`SchemaError` naming the file and column when a file lacks a required column,
+    has an unexpected one the source does not rescue, or cannot be read.
+    """
+    value_columns = [*spec.columns, RESCUED, CORRUPT]
+    frames = [df for df in _READERS[spec.format](spark, spec, files)]
+    file_table = spark.createDataFrame(
+        [(f.spark_path, f.path, f.batch) for f in files],
+        "spark_path string, _source_file string, _batch string",
+    )
+    if not frames:
+        empty = T.StructType([T.StructField(c, T.StringType()) for c in [*value_columns, _FILE]])
+        frames = [spark.createDataFrame([], empty)]
+    rows = frames[0]
+    for frame in frames[1:]:
+        rows = rows.unionByName(frame)
+    joined = rows.join(F.broadcast(file_table), rows[_FILE] == file_table["spark_path"], "left")
+    return joined.select(
+        *value_columns,
+        F.coalesce("_source_file", _FILE).alias("_source_file"),
+        F.coalesce("_batch", F.lit("unknown")).alias("_batch"),
+        F.lit(load_id).cast("long").alias("_load_id"),
+        F.lit(ingested_at).cast("timestamp").alias("_ingested_at"),
+        _row_hash_expr(value_columns).alias("_row_hash"),
+    )
+
+
+# --- the file log and the exactly-once load ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LoggedFile:
+    file: LandingFile
+    load_id: int
+    status: str
+    rows: int | None
+    logged_at: dt.datetime
+
+
+def _file_log(spark: SparkSession, catalog: TableCatalog, source: str) -> list[_LoggedFile]:
+    """Every file-log entry of ``source`` (one per file and status; small: metadata only)."""
+    ref = file_log_table(catalog)
+    if not delta_io.table_exists(spark, ref):
+        return []
+    rows = delta_io.read_table(spark, ref).where(F.col("source") == source).collect()
+    return [
+        _LoggedFile(
+            LandingFile(r.file_path, r.spark_path, r.size, r.modification_time, r.batch),
+            r.load_id,
+            r.status,
+            r.rows,
+            r.logged_at,
+        )
+        for r in rows
+    ]
+
+
+def _append_file_log(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    source: str,
+    files: list[LandingFile],
+    load_id: int,
+    status: str,
+    logged_at: dt.datetime,
+    rows_per_file: dict[str, int] | None = None,
+) -> None:
+    data = [
+        (
+            source,
+            f.path,
+            f.spark_path,
+            f.size,
+            f.modification_time,
+            f.batch,
+            load_id,
+            status,
+            None if rows_per_file is None else rows_per_file.get(f.path, 0),
+            logged_at,
+        )
+        for f in files
+    ]
+    delta_io.write_table(
+        spark.createDataFrame(data, FILE_LOG_SCHEMA).coalesce(1),
+        file_log_table(catalog),
+        mode="append",
+        options=delta_io.idempotent_options(f"file-log:{source}:{status}", load_id),
+    )
+
+
+def _write_bronze(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    files: list[LandingFile],
+    load_id: int,
+    ingested_at: dt.datetime,
+) -> None:
+    rows = bronze_frame(spark, spec, files, load_id, ingested_at)
+    delta_io.write_table(
+        rows,
+        bronze_table(catalog, spec),
+        mode="append",
+        options={
+            **delta_io.idempotent_options(f"bronze:{spec.name}", load_id),
+            "mergeSchema": "true",
+        },
+    )
+
+
+def _rows_per_file(
+    spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, load_id: int
+) -> dict[str, int]:
+    """Bronze rows of load ``load_id`` per source file (data skipping on ``_load_id``)."""
+    ref = bronze_table(catalog, spec)
+    if not delta_io.table_exists(spark, ref):
+        return {}
+    counts = (
+        delta_io.read_table(spark, ref)
+        .where(F.col("_load_id") == load_id)
+        .groupBy("_source_file")
+        .count()
+        .collect()
+    )
+    return {r["_source_file"]: int(r["count"]) for r in counts}
+
+
+def _finish_load(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    files: list[LandingFile],
+    load_id: int,
+    ingested_at: dt.datetime,
+    result: BronzeLoad,
+) -> None:
+    """Commits 2 and 3 of a load whose files are logged as pending."""
+    _write_bronze(spark, catalog, spec, files, load_id, ingested_at)
+    counts = _rows_per_file(spark, catalog, spec, load_id)
+    _mark_loaded(spark, catalog, spec.name, files, load_id, counts)
+    result.load_ids.append(load_id)
+    result.files += len(files)
+    result.bytes += sum(f.size for f in files)
+    for f in files:
+        n = counts.get(f.path, 0)
+        result.rows += n
+        result.batches[f.batch] = result.batches.get(f.batch, 0) + n
+
+
+def _mark_loaded(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    source: str,
+    files: list[LandingFile],
+    load_id: int,
+    counts: dict[str, int],
+) -> None:
+    _append_file_log(spark, catalog, source, files, load_id, LOADED, _now(), counts)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _changed_files(logged: dict[str, LandingFile], listed: list[LandingFile]) -> list[str]:
+    return [
+        f"{f.path} (size {logged[f.path].size} → {f.size})"
+        if logged[f.path].size != f.size
+        else f"{f.path} (modified after it was loaded)"
+        for f in listed
+        if f.path in logged
+        and (
+            logged[f.path].size != f.size
+            or logged[f.path].modification_time != f.modification_time
+        )
+    ]
+
+
+def load_bronze_source(
+    spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, landing_root: str
+) -> BronzeLoad:
+    """Load every not-yet-loaded file of ``spec`` into its bronze table, exactly once.
+
+    Finishes pending loads of a crashed run first. Raises :class:`SchemaError` for a missing
+    landing folder or a bad file (naming it), and :class:`ProfilehouseError` when a file that
+    was loaded before has changed since (corrections must arrive as new files).
+    """
+    started = time.perf_counter()
+    result = BronzeLoad(spec.name)
+    log = _file_log(spark, catalog, spec.name)
+    loaded_ids = {e.load_id for e in log if e.status == LOADED}
+    pending: dict[int, list[_LoggedFile]] = defaultdict(list)
+    for entry in log:
+        if entry.status == PENDING and entry.load_id not in loaded_ids:
+            pending[entry.load_id].append(entry)
+    for load_id in sorted(pending):
+        entries = sorted(pending[load_id], key=lambda e: e.file.path)
+        files = [e.file for e in entries]
+        _finish_load(spark, catalog, spec, files, load_id, entries[0].logged_at, result)
+        result.resumed_pending += 1
+
+    listed = list_landing_files(spark, f"{landing_root.rstrip('/')}/{spec.location}")
+    logged = {e.file.path: e.file for e in log}
+    changed = _changed_files(logged, listed)
+    if changed:
+        raise ProfilehouseError(
+            f"{spec.name}: {len(changed)} landing file(s) changed after they were loaded; "
+            f"deliver corrections as new files: {'; '.join(changed[:5])}"
+        )
+    new = [f for f in listed if f.path not in logged]
+    if new:
+        load_id = max((e.load_id for e in log), default=0) + 1
+        ingested_at = _now()
+        _append_file_log(spark, catalog, spec.name, new, load_id, PENDING, ingested_at)
+        _finish_load(spark, catalog, spec, new, load_id, ingested_at, result)
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def loaded_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) -> list[int]:
+    """Load IDs of ``source`` whose rows are committed to bronze, in order."""
+    return sorted({e.load_id for e in _file_log(spark, catalog, source) if e.status == LOADED})

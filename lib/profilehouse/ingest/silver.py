@@ -1,0 +1,491 @@
+"""Silver: bronze loads → typed, standardised, tokenised, deduplicated Delta tables.
+
+Each bronze load of a source is processed once, in load order:
+
+1. its rows are typed and validated (:mod:`profilehouse.ingest.validate`) and the counts per
+   batch and per reason are computed; a file whose typed column parses for none of its values
+   stops the job (:class:`SchemaError` naming file and column), and a load whose share of
+   rejected rows exceeds the source's ``reject_rate_threshold`` stops it too
+   (:class:`RejectRateExceeded`, recorded as ``failed`` in the reconciliation table);
+2. accepted rows, PII replaced by tokens and masks, are deduplicated by business key and
+   MERGEd into ``silver.<source>``: a key's newest version wins (``order_by``, then batch, load
+   and row hash), so re-delivered corrections update in place and replays change nothing;
+3. the normalised PII values are added to ``vault.pii`` (insert-only MERGE on the token);
+4. rejected rows are appended to ``ops.quarantine`` with their reasons and the raw row;
+5. per-rule counts go to ``ops.dq_rule_counts`` and the per-batch reconciliation
+   (rows in = accepted + quarantined) to ``ops.ingest_reconciliation``; this last commit marks
+   the load as done.
+
+Steps 4 and 5 are Delta idempotent appends (one app ID per table and source, the load ID as
+version) and steps 2 and 3 change nothing when replayed, so a run that dies between any two
+commits is finished by the next run with the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from profilehouse import delta_io
+from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.errors import ProfilehouseError, SchemaError
+from profilehouse.ingest.bronze import bronze_table, loaded_load_ids
+from profilehouse.ingest.source_config import SourceSpec
+from profilehouse.ingest.validate import (
+    ERRORS,
+    RAW,
+    WARNINGS,
+    protected_frame,
+    validated_frame,
+)
+from profilehouse.privacy.tokens import token_key_frame
+
+CDF = {"delta.enableChangeDataFeed": "true"}
+META_COLUMNS = ("_batch", "_load_id", "_source_file", "_row_hash", "_ingested_at")
+PASSED, FAILED = "passed", "failed"
+MIN_ROWS_FOR_TYPE_CHECK = 10
+RECONCILIATION_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType(), False),
+        T.StructField("load_id", T.LongType(), False),
+        T.StructField("batch", T.StringType(), False),
+        T.StructField("rows_in", T.LongType(), False),
+        T.StructField("accepted", T.LongType(), False),
+        T.StructField("quarantined", T.LongType(), False),
+        T.StructField("warned", T.LongType(), False),
+        T.StructField("reject_rate", T.DoubleType(), False),
+        T.StructField("threshold", T.DoubleType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("processed_at", T.TimestampType(), False),
+    ]
+)
+RULE_COUNTS_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType(), False),
+        T.StructField("load_id", T.LongType(), False),
+        T.StructField("batch", T.StringType(), False),
+        T.StructField("rule", T.StringType(), False),
+        T.StructField("severity", T.StringType(), False),
+        T.StructField("rows", T.LongType(), False),
+    ]
+)
+
+
+class RejectRateExceeded(ProfilehouseError):
+    """A load rejected a larger share of its rows than its source allows."""
+
+
+@dataclass
+class SilverLoad:
+    """What one silver run did for one source (sums over the loads it processed)."""
+
+    source: str
+    load_ids: list[int] = field(default_factory=list)
+    rows_in: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    warned: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rules: dict[str, int] = field(default_factory=dict)  # reason → rows
+    seconds: float = 0.0
+
+
+def silver_table(catalog: TableCatalog, spec: SourceSpec) -> TableRef:
+    return catalog.table(Layer.SILVER, spec.name)
+
+
+def quarantine_table(catalog: TableCatalog) -> TableRef:
+    return catalog.table(Layer.OPS, "quarantine")
+
+
+def reconciliation_table(catalog: TableCatalog) -> TableRef:
+    return catalog.table(Layer.OPS, "ingest_reconciliation")
+
+
+def rule_counts_table(catalog: TableCatalog) -> TableRef:
+    return catalog.table(Layer.OPS, "dq_rule_counts")
+
+
+def vault_table(catalog: TableCatalog) -> TableRef:
+    return catalog.table(Layer.VAULT, "pii")
+
+
+# --- column lists and keys -----------------------------------------------------------------------
+
+
+def silver_columns(spec: SourceSpec) -> list[str]:
+    """The columns of ``silver.<source>``, in order."""
+    columns = []
+    for name, col in spec.columns.items():
+        if col.pii:
+            columns += [name] if col.pii_when else []
+            columns += [f"{name}_token", f"{name}_masked"]
+            if col.standardize == "address":
+                columns += [f"{name}_province", f"{name}_city"]
+        else:
+            columns.append(name)
+        if col.standardize in ("mobile", "email", "id_no"):
+            columns.append(f"{name}_valid")
+    return [*columns, WARNINGS, *META_COLUMNS]
+
+
+def key_sql(spec: SourceSpec, alias: str) -> list[str]:
+    """SQL of each business-key part in silver (a PII key is its token), prefixed by ``alias``."""
+    parts = []
+    for name in spec.business_key:
+        col = spec.columns[name]
+        if col.pii and col.pii_when:
+            parts.append(f"coalesce({alias}.`{name}`, {alias}.`{name}_token`)")
+        elif col.pii:
+            parts.append(f"{alias}.`{name}_token`")
+        else:
+            parts.append(f"{alias}.`{name}`")
+    return parts
+
+
+def version_sql(spec: SourceSpec, alias: str) -> str:
+    """SQL struct ordering versions of one key: the newest is the greatest."""
+    parts = [f"`{spec.order_by}`"] if spec.order_by else []
+    parts += ["_batch", "_load_id", "_row_hash"]
+    return "struct(" + ", ".join(f"{alias}.{p}" for p in parts) + ")"
+
+
+def latest_per_key(accepted: DataFrame, spec: SourceSpec) -> DataFrame:
+    """One row per business key: its newest version within ``accepted``."""
+    keys = [F.expr(k) for k in key_sql(spec, "a")]
+    newest = Window.partitionBy(*keys).orderBy(F.expr(version_sql(spec, "a")).desc())
+    return (
+        accepted.alias("a")
+        .withColumn("__rank", F.row_number().over(newest))
+        .where("__rank = 1")
+        .drop("__rank")
+    )
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LoadFigures:
+    per_batch: dict[str, dict[str, int]]  # batch → rows_in / quarantined / warned
+    rules: list[tuple[str, str, str, int]]  # (batch, rule, severity, rows)
+
+    @property
+    def rows_in(self) -> int:
+        return sum(b["rows_in"] for b in self.per_batch.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(b["quarantined"] for b in self.per_batch.values())
+
+    @property
+    def warned(self) -> int:
+        return sum(b["warned"] for b in self.per_batch.values())
+
+
+def _load_figures(validated: DataFrame) -> _LoadFigures:
+    """Counts per batch and per (batch, reason): a few rows, collected."""
+    rejected = F.size(ERRORS) > 0
+    batches = validated.groupBy("_batch").agg(
+        F.count(F.lit(1)).alias("rows_in"),
+        F.sum(rejected.cast("long")).alias("quarantined"),
+        F.sum((~rejected & (F.size(WARNINGS) > 0)).cast("long")).alias("warned"),
+    )
+    per_batch = {
+        r["_batch"]: {k: int(r[k]) for k in ("rows_in", "quarantined", "warned")}
+        for r in batches.collect()
+    }
+    reasons = validated.select(
+        "_batch",
+        F.explode(
+            F.concat(
+                F.transform(ERRORS, lambda x: F.struct(x.alias("rule"), F.lit("error"))),
+                F.transform(WARNINGS, lambda x: F.struct(x.alias("rule"), F.lit("warn"))),
+            )
+        ).alias("r"),
+    )
+    rules = reasons.groupBy("_batch", "r.rule", F.col("r.col2").alias("severity")).count()
+    return _LoadFigures(
+        per_batch,
+        sorted((r["_batch"], r["rule"], r["severity"], int(r["count"])) for r in rules.collect()),
+    )
+
+
+def _check_types_parse(validated: DataFrame, spec: SourceSpec) -> None:
+    """SchemaError naming file and column when a typed column of a file parses for none of its
+    (at least MIN_ROWS_FOR_TYPE_CHECK) values: a format or type change, not dirty rows."""
+    typed = [n for n, c in spec.columns.items() if c.type != "string"]
+    if not typed:
+        return
+    aggs = []
+    for i, name in enumerate(typed):
+        present = F.nullif(F.trim(F.col(f"__raw_{name}")), F.lit("")).isNotNull()
+        failed = F.array_contains(F.concat(ERRORS, WARNINGS), f"unparseable:{name}")
+        aggs += [
+            F.sum(present.cast("long")).alias(f"p{i}"),
+            F.sum(failed.cast("long")).alias(f"f{i}"),
+            F.first(F.when(failed, F.col(f"__raw_{name}")), ignorenulls=True).alias(f"e{i}"),
+        ]
+    for row in validated.groupBy("_source_file").agg(*aggs).collect():  # one row per file
+        for i, name in enumerate(typed):
+            present, failed = row[f"p{i}"] or 0, row[f"f{i}"] or 0
+            if present >= MIN_ROWS_FOR_TYPE_CHECK and failed == present:
+                col = spec.columns[name]
+                how = f"formats {col.formats}" if col.formats else f"epoch {col.epoch}"
+                how = how if (col.formats or col.epoch) else "its default formats"
+                raise SchemaError(
+                    f"{spec.name}: file {row['_source_file']}: column {spec.source_column(name)}"
+                    f" (logical {name}): none of its {present} values parse as {col.type} "
+                    f"with {how}, e.g. {row[f'e{i}']!r}"
+                )
+
+
+def _check_reject_rate(spec: SourceSpec, load_id: int, figures: _LoadFigures) -> str | None:
+    """A message when the load's share of rejected rows exceeds the threshold; else None."""
+    if not figures.rows_in:
+        return None
+    rate = figures.quarantined / figures.rows_in
+    if rate <= spec.reject_rate_threshold:
+        return None
+    errors: dict[str, int] = {}
+    for _batch, rule, severity, rows in figures.rules:
+        if severity == "error":
+            errors[rule] = errors.get(rule, 0) + rows
+    top = ", ".join(f"{r} {n:,}" for r, n in sorted(errors.items(), key=lambda kv: -kv[1])[:5])
+    return (
+        f"{spec.name} load {load_id}: {figures.quarantined:,} of {figures.rows_in:,} rows "
+        f"rejected ({rate:.2%}) > reject_rate_threshold {spec.reject_rate_threshold:.2%}; "
+        f"top reasons: {top}. Nothing of this load was written to silver; fix the input or the "
+        "source's rules/threshold in conf/sources.yaml and re-run."
+    )
+
+
+def _reconciliation_rows(
+    spec: SourceSpec, load_id: int, figures: _LoadFigures, status: str
+) -> list[tuple]:
+    now = _now()
+    return [
+        (
+            spec.name,
+            load_id,
+            batch,
+            b["rows_in"],
+            b["rows_in"] - b["quarantined"],
+            b["quarantined"],
+            b["warned"],
+            b["quarantined"] / b["rows_in"] if b["rows_in"] else 0.0,
+            spec.reject_rate_threshold,
+            status,
+            now,
+        )
+        for batch, b in sorted(figures.per_batch.items())
+    ]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+# --- writes --------------------------------------------------------------------------------------
+
+
+def _merge_silver(spark: SparkSession, ref: TableRef, rows: DataFrame, spec: SourceSpec) -> dict:
+    """Create the silver table from ``rows``, or MERGE them in (newest version per key wins)."""
+    if not delta_io.table_exists(spark, ref):
+        delta_io.write_table(rows, ref, mode="append", properties=CDF)
+        return {"inserted": delta_io.last_operation_metric(spark, ref, "numOutputRows")}
+    on = " AND ".join(
+        f"{t} <=> {s}" for t, s in zip(key_sql(spec, "t"), key_sql(spec, "s"), strict=True)
+    )
+    newer = f"{version_sql(spec, 's')} > {version_sql(spec, 't')}"
+    metrics = delta_io.merge_rows(spark, ref, rows, on, update_when=newer)
+    return {
+        "inserted": metrics.get("numTargetRowsInserted", 0),
+        "updated": metrics.get("numTargetRowsUpdated", 0),
+    }
+
+
+def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
+    """Distinct (kind, token, normalised value) of the PII in ``protected``; None when none."""
+    parts = [
+        protected.select(
+            F.lit(col.pii).alias("kind"),
+            F.col(f"{name}_token").alias("token"),
+            F.col(f"__pii_{name}").alias("value"),
+        )
+        for name, col in spec.columns.items()
+        if col.pii
+    ]
+    if not parts:
+        return None
+    rows = parts[0]
+    for part in parts[1:]:
+        rows = rows.unionByName(part)
+    return (
+        rows.where(F.col("token").isNotNull())
+        .dropDuplicates(["token"])
+        .withColumns({"first_source": F.lit(spec.name), "first_seen_at": F.lit(_now())})
+    )
+
+
+def _merge_vault(spark: SparkSession, catalog: TableCatalog, rows: DataFrame) -> None:
+    ref = vault_table(catalog)
+    if not delta_io.table_exists(spark, ref):
+        delta_io.write_table(rows, ref, mode="append")
+        return
+    delta_io.merge_rows(spark, ref, rows, "t.token = s.token", update_when=None)
+
+
+def _append_quarantine(
+    catalog: TableCatalog, validated: DataFrame, spec: SourceSpec, load_id: int
+) -> None:
+    rejected = validated.where(F.size(ERRORS) > 0).select(
+        F.lit(spec.name).alias("source"),
+        F.col("_load_id").alias("load_id"),
+        F.col("_batch").alias("batch"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_row_hash").alias("row_hash"),
+        F.col(ERRORS).alias("reasons"),
+        F.col(RAW).alias("raw"),
+        F.col("_ingested_at").alias("ingested_at"),
+        F.lit(_now()).alias("quarantined_at"),
+    )
+    delta_io.write_table(
+        rejected.coalesce(1),
+        quarantine_table(catalog),
+        mode="append",
+        options=delta_io.idempotent_options(f"quarantine:{spec.name}", load_id),
+    )
+
+
+def _append_rule_counts(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    load_id: int,
+    figures: _LoadFigures,
+) -> None:
+    rows = [(spec.name, load_id, b, rule, sev, n) for b, rule, sev, n in figures.rules]
+    delta_io.write_table(
+        spark.createDataFrame(rows, RULE_COUNTS_SCHEMA).coalesce(1),
+        rule_counts_table(catalog),
+        mode="append",
+        options=delta_io.idempotent_options(f"dq-rules:{spec.name}", load_id),
+    )
+
+
+def _append_reconciliation(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    load_id: int,
+    figures: _LoadFigures,
+    status: str,
+) -> None:
+    """Record the load's per-batch reconciliation; a ``passed`` record marks the load done."""
+    rows = spark.createDataFrame(
+        _reconciliation_rows(spec, load_id, figures, status), RECONCILIATION_SCHEMA
+    )
+    options = (
+        delta_io.idempotent_options(f"reconciliation:{spec.name}", load_id)
+        if status == PASSED
+        else None
+    )
+    delta_io.write_table(
+        rows.coalesce(1), reconciliation_table(catalog), mode="append", options=options
+    )
+
+
+# --- the load ------------------------------------------------------------------------------------
+
+
+def done_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) -> set[int]:
+    """Load IDs of ``source`` already processed into silver."""
+    ref = reconciliation_table(catalog)
+    if not delta_io.table_exists(spark, ref):
+        return set()
+    rows = (
+        delta_io.read_table(spark, ref)
+        .where((F.col("source") == source) & (F.col("status") == PASSED))
+        .select("load_id")
+        .distinct()
+        .collect()
+    )
+    return {int(r["load_id"]) for r in rows}
+
+
+def pending_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) -> list[int]:
+    """Bronze loads of ``source`` not yet in silver, oldest first."""
+    done = done_load_ids(spark, catalog, source)
+    return [i for i in loaded_load_ids(spark, catalog, source) if i not in done]
+
+
+def validated_load(
+    spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, load_id: int, key: bytes
+) -> DataFrame:
+    """The bronze rows of one load, validated and PII-protected (not yet deduplicated)."""
+    bronze = delta_io.read_table(spark, bronze_table(catalog, spec)).where(
+        F.col("_load_id") == load_id
+    )
+    keyed = bronze.crossJoin(F.broadcast(token_key_frame(spark, key)))
+    return protected_frame(validated_frame(keyed, spec), spec)
+
+
+def load_silver_load(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    load_id: int,
+    key: bytes,
+    result: SilverLoad,
+) -> None:
+    """Process bronze load ``load_id`` of ``spec`` into silver, quarantine, vault and ops."""
+    validated = validated_load(spark, catalog, spec, load_id, key).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        figures = _load_figures(validated)
+        _check_types_parse(validated, spec)
+        problem = _check_reject_rate(spec, load_id, figures)
+        if problem:
+            _append_reconciliation(spark, catalog, spec, load_id, figures, FAILED)
+            raise RejectRateExceeded(problem)
+        accepted = validated.where(F.size(ERRORS) == 0)
+        rows = latest_per_key(accepted, spec).select(*silver_columns(spec))
+        merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec)
+        vault = _vault_rows(accepted, spec)
+        if vault is not None:
+            _merge_vault(spark, catalog, vault)
+        _append_quarantine(catalog, validated, spec, load_id)
+        _append_rule_counts(spark, catalog, spec, load_id, figures)
+        _append_reconciliation(spark, catalog, spec, load_id, figures, PASSED)
+    finally:
+        validated.unpersist()
+    result.load_ids.append(load_id)
+    result.rows_in += figures.rows_in
+    result.quarantined += figures.quarantined
+    result.accepted += figures.rows_in - figures.quarantined
+    result.warned += figures.warned
+    result.inserted += int(merged.get("inserted", 0))
+    result.updated += int(merged.get("updated", 0))
+    for _batch, rule, _severity, rows_count in figures.rules:
+        result.rules[rule] = result.rules.get(rule, 0) + rows_count
+
+
+def load_silver_source(
+    spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, key: bytes
+) -> SilverLoad:
+    """Process every bronze load of ``spec`` not yet in silver, oldest first."""
+    started = time.perf_counter()
+    result = SilverLoad(spec.name)
+    for load_id in pending_load_ids(spark, catalog, spec.name):
+        load_silver_load(spark, catalog, spec, load_id, key, result)
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result

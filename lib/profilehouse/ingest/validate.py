@@ -1,0 +1,250 @@
+"""Bronze text rows → typed, standardised, validated rows (DataFrame in, DataFrame out).
+
+:func:`validated_frame` parses every logical column per ``conf/sources.yaml``, standardises
+identifiers and records why a row is rejected (``_errors``) or flagged (``_warnings``):
+
+- ``malformed_row``: the reader could not split or parse the line (the only reason then);
+- ``missing:<column>``: a required column has no value;
+- ``unparseable:<column>``: a value does not parse as the column's type (an error for required
+  columns, a warning otherwise; the value becomes null);
+- ``invalid:<column>``: a mobile, e-mail, resident ID or gender that fails its check (warning);
+- ``mismatch:<column>.birth_date`` / ``.gender``: a resident ID disagreeing with the row's own
+  birth date or gender (warning);
+- ``rule:<name>``: a configured rule does not hold (its severity decides);
+- ``rescued_columns``: the row carried columns the config does not know (warning).
+
+:func:`protected_frame` then replaces every PII column by its token and masked value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from profilehouse.columns import mask_middle_expr
+from profilehouse.ingest import standardize as std
+from profilehouse.ingest.bronze import CORRUPT, RESCUED
+from profilehouse.ingest.source_config import ColumnSpec, SourceSpec
+from profilehouse.privacy.tokens import (
+    hmac_token_from_keys,
+    mask_address_expr,
+    mask_email_expr,
+    mask_id_no_expr,
+    mask_mobile_expr,
+    mask_name_expr,
+)
+
+ERRORS, WARNINGS, RAW = "_errors", "_warnings", "_raw"
+MALFORMED = "malformed_row"
+DEFAULT_DATE_FORMATS = ("yyyy-MM-dd",)
+DEFAULT_TIMESTAMP_FORMATS = (
+    "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",  # how bronze renders Parquet timestamps
+    "yyyy-MM-dd'T'HH:mm:ssXXX",
+    "yyyy-MM-dd HH:mm:ss",
+    "yyyy-MM-dd'T'HH:mm:ss",
+)
+_DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
+_NUMERIC = {"int": "int", "long": "bigint", "double": "double", "boolean": "boolean"}
+
+
+def _clean(col: Column) -> Column:
+    """Trimmed text; null when blank."""
+    return F.nullif(F.trim(col), F.lit(""))
+
+
+def typed_value_expr(raw: Column, spec: ColumnSpec, time_zone: str) -> Column:
+    """The value of a bronze text column parsed as ``spec.type`` (null when it does not parse)."""
+    kind = spec.type
+    if kind == "string":
+        return _standardized(raw, spec)
+    if kind == "date":
+        return std.parse_date_expr(raw, spec.formats or DEFAULT_DATE_FORMATS)
+    if kind == "timestamp":
+        if spec.epoch == "millis":
+            return std.epoch_millis_to_timestamp_expr(raw)
+        if spec.epoch == "seconds":
+            return std.epoch_seconds_to_timestamp_expr(raw)
+        return std.parse_timestamp_expr(raw, spec.formats or DEFAULT_TIMESTAMP_FORMATS, time_zone)
+    decimal = _DECIMAL.match(kind)
+    if decimal:
+        return std.decimal_expr(raw, int(decimal.group(1)), int(decimal.group(2)))
+    if kind in _NUMERIC:
+        return _clean(raw).try_cast(_NUMERIC[kind])
+    return F.from_json(_clean(raw), kind)  # array<...> / struct<...> / map<...>
+
+
+def _standardized(raw: Column, spec: ColumnSpec) -> Column:
+    """A text value in its standard form (see :mod:`profilehouse.ingest.standardize`)."""
+    match spec.standardize:
+        case "mobile":
+            # E.164 when valid; otherwise the cleaned text, flagged invalid by the caller
+            return F.coalesce(std.mobile_e164_expr(raw), _clean(std.halfwidth_expr(raw)))
+        case "email":
+            return std.email_normalized_expr(raw)
+        case "id_no":
+            return std.id_no_normalized_expr(raw)
+        case "name":
+            return std.name_normalized_expr(raw)
+        case "address":
+            return std.address_normalized_expr(raw)
+        case "gender":
+            return std.gender_normalized_expr(raw)
+    return _clean(raw)
+
+
+def _validity_expr(value: Column, spec: ColumnSpec, as_of: Column) -> Column | None:
+    """True/false for standardised identifiers (null when the value is null); None otherwise."""
+    match spec.standardize:
+        case "mobile":
+            return std.mobile_valid_expr(value)
+        case "email":
+            return std.email_valid_expr(value)
+        case "id_no":
+            return std.id_no_valid_expr(value, as_of)
+    return None
+
+
+def _reasons(pairs: Iterable[tuple[Column, str]]) -> Column:
+    """array<string> of the reasons whose condition is true (empty when none)."""
+    flags = [F.when(cond, F.lit(reason)) for cond, reason in pairs]
+    if not flags:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*flags), lambda x: x.isNotNull())
+
+
+def _as_of_expr() -> Column:
+    """The date identifiers are checked against: the row's batch date, else today."""
+    return F.coalesce(F.try_to_date(F.col("_batch"), "yyyy-MM-dd"), F.current_date())
+
+
+def validated_frame(bronze: DataFrame, spec: SourceSpec) -> DataFrame:
+    """Typed logical columns (standardised; PII still clear), validity flags, ``_errors``,
+    ``_warnings``, ``_raw`` (the row as received, JSON), the bronze metadata columns and
+    ``__raw_<column>`` (each value as received, for diagnostics; never written to silver)."""
+    raw_json = F.coalesce(
+        F.col(CORRUPT),
+        F.to_json(F.struct(*[F.col(c) for c in spec.columns], F.col(RESCUED))),
+    )
+    typed = {
+        name: typed_value_expr(F.col(name), col, spec.time_zone)
+        for name, col in spec.columns.items()
+    }
+    staged = bronze.withColumns(
+        {**{f"__raw_{n}": F.col(n) for n in spec.columns}, **typed, RAW: raw_json}
+    )
+    as_of = _as_of_expr()
+    flags: dict[str, Column] = {}
+    errors: list[tuple[Column, str]] = []
+    warnings: list[tuple[Column, str]] = []
+    for name, col in spec.columns.items():
+        raw_present = _clean(F.col(f"__raw_{name}")).isNotNull()
+        value = F.col(name)
+        if col.required:
+            errors.append((~raw_present, f"missing:{name}"))
+        if col.type != "string":
+            failed = raw_present & value.isNull()
+            (errors if col.required else warnings).append((failed, f"unparseable:{name}"))
+        validity = _validity_expr(value, col, as_of)
+        if validity is not None and col.pii_when:
+            validity = F.when(F.expr(col.pii_when), validity)
+        if validity is not None:
+            flags[f"{name}_valid"] = validity
+            warnings.append((~validity, f"invalid:{name}"))
+        if col.standardize == "gender":
+            warnings.append((raw_present & value.isNull(), f"invalid:{name}"))
+        if col.cross_check:
+            warnings.extend(_id_cross_checks(name, col, as_of))
+    for rule in spec.rules:
+        holds = F.coalesce(F.expr(rule.expr), F.lit(False))
+        (errors if rule.severity == "error" else warnings).append((~holds, f"rule:{rule.name}"))
+    warnings.append((F.col(RESCUED).isNotNull(), "rescued_columns"))
+    malformed = F.col(CORRUPT).isNotNull()
+    return (
+        staged.withColumns(flags)
+        .withColumns(
+            {
+                ERRORS: F.when(malformed, F.array(F.lit(MALFORMED))).otherwise(_reasons(errors)),
+                WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(
+                    _reasons(warnings)
+                ),
+            }
+        )
+    )
+
+
+def _id_cross_checks(name: str, col: ColumnSpec, as_of: Column) -> list[tuple[Column, str]]:
+    check = col.cross_check
+    assert check is not None
+    checks = []
+    if check.birth_date:
+        embedded = std.id_birth_date_expr(F.col(name), as_of)
+        checks.append((embedded != F.col(check.birth_date), f"mismatch:{name}.birth_date"))
+    if check.gender:
+        embedded = std.id_gender_expr(F.col(name), as_of)
+        checks.append((embedded != F.col(check.gender), f"mismatch:{name}.gender"))
+    return checks
+
+
+# --- PII protection ------------------------------------------------------------------------------
+
+
+def _mask_expr(value: Column, kind: str) -> Column:
+    match kind:
+        case "mobile":
+            return mask_mobile_expr(value)
+        case "email":
+            return mask_email_expr(value)
+        case "id_no":
+            return mask_id_no_expr(value)
+        case "name":
+            return mask_name_expr(value)
+        case "address":
+            return mask_address_expr(value)
+        case "birth_date":
+            return F.concat(F.substring(value.cast("string"), 1, 4), F.lit("-**-**"))
+    return mask_middle_expr(value.cast("string"), 4, 2)
+
+
+def pii_value_expr(name: str, col: ColumnSpec) -> Column:
+    """The normalised PII value of column ``name`` that is tokenised (null when not PII here).
+
+    An invalid mobile has no token (there is no normal form to match on).
+    """
+    value = F.col(name).cast("string")
+    if col.standardize == "mobile":
+        value = F.when(F.col(f"{name}_valid"), value)
+    if col.pii_when:
+        value = F.when(F.coalesce(F.expr(col.pii_when), F.lit(False)), value)
+    return value
+
+
+def protected_frame(validated: DataFrame, spec: SourceSpec) -> DataFrame:
+    """``validated`` with each PII column replaced by ``<col>_token`` and ``<col>_masked``
+    (plus ``<col>_province``/``_city`` for addresses), and ``__pii_<col>`` holding the
+    normalised value for the vault (drop it before writing anywhere but the vault).
+
+    Needs the key columns of :func:`profilehouse.privacy.tokens.token_key_frame` joined in.
+    A ``pii_when`` column keeps its clear value in rows where it is not PII.
+    """
+    replaced: dict[str, Column] = {}
+    drop = []
+    for name, col in spec.columns.items():
+        if not col.pii:
+            continue
+        pii = pii_value_expr(name, col)
+        replaced[f"__pii_{name}"] = pii
+        replaced[f"{name}_token"] = hmac_token_from_keys(pii, col.pii)
+        replaced[f"{name}_masked"] = _mask_expr(
+            F.col(name) if col.standardize != "mobile" else pii, col.pii
+        )
+        if col.standardize == "address":
+            replaced[f"{name}_province"] = std.province_expr(F.col(name))
+            replaced[f"{name}_city"] = std.city_expr(F.col(name))
+        if col.pii_when:
+            replaced[name] = F.when(pii.isNull(), F.col(name))
+        else:
+            drop.append(name)
+    return validated.withColumns(replaced).drop(*drop)
