@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +11,21 @@ from pyspark.sql import SparkSession
 
 from profilehouse.config import load_environment
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
+from profilehouse.privacy.tokens import TOKEN_KEY_ENV, TOKEN_KEY_FILE_ENV
 from profilehouse.session import build_spark_session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def token_key() -> Iterator[bytes]:
+    """A random PII token key for the whole run, as jobs read it (from the environment)."""
+    key = secrets.token_hex(32)
+    saved = {k: os.environ.pop(k, None) for k in (TOKEN_KEY_ENV, TOKEN_KEY_FILE_ENV)}
+    os.environ[TOKEN_KEY_ENV] = key
+    yield key.encode()
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

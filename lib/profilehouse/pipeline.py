@@ -7,10 +7,18 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from profilehouse.catalog import TableCatalog
+from profilehouse import fs
+from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.config import EnvironmentConfig
 from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import load_generator_settings
+from profilehouse.ingest.stages import (
+    format_ingest_table,
+    ingest_figures,
+    run_bronze_stage,
+    run_silver_stage,
+    selected_sources,
+)
 from profilehouse.run_summary import RunSummary
 
 
@@ -72,6 +80,18 @@ def format_generation_table(report: GenerationReport) -> str:
     return "\n".join(lines)
 
 
+def reset_warehouse(
+    spark: SparkSession, catalog: TableCatalog, progress: Callable[[str], None] = print
+) -> None:
+    """Drop every table of the demo warehouse: freshly generated data replaces the old files,
+    which the ingest would otherwise (rightly) refuse as changed after loading."""
+    dropped = [layer.value for layer in Layer if fs.path_exists(spark, f"{catalog.root}/{layer}")]
+    for layer in dropped:
+        fs.delete_path(spark, f"{catalog.root}/{layer}")
+    if dropped:
+        progress(f"  new demo data: dropped the warehouse's {', '.join(dropped)} tables")
+
+
 def run_pipeline(
     spark: SparkSession,
     env: EnvironmentConfig,
@@ -90,6 +110,16 @@ def run_pipeline(
         )
         summary.record("generate", generation_figures(report))
         progress(format_generation_table(report))
+        if not report.reused:
+            reset_warehouse(spark, catalog, progress)
+        sources = selected_sources(conf_dir)
+        progress("== stage: bronze (new landing files → bronze tables)")
+        bronze = run_bronze_stage(spark, env, sources, progress)
+        summary.record("bronze", ingest_figures(bronze, [])["per_source"])
+        progress("== stage: silver (typed, validated, tokenised, deduplicated)")
+        silver = run_silver_stage(spark, env, sources, progress)
+        summary.record("ingest", ingest_figures(bronze, silver))
+        progress(format_ingest_table(bronze, silver))
         summary.finish("succeeded")
     except BaseException:
         summary.finish("failed")

@@ -186,14 +186,11 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[LandingFile]) -
     return frames
 
 
-def _read_jsonl(
-    spark: SparkSession, spec: SourceSpec, files: list[LandingFile]
-) -> list[DataFrame]:
+def _read_jsonl(spark: SparkSession, spec: SourceSpec, files: list[LandingFile]) -> list[DataFrame]:
     """JSON lines read as text and parsed with every known field as text."""
     known = [spec.source_column(c) for c in spec.columns]
     schema = T.StructType(
-        [T.StructField(n, T.StringType()) for n in known]
-        + [T.StructField(CORRUPT, T.StringType())]
+        [T.StructField(n, T.StringType()) for n in known] + [T.StructField(CORRUPT, T.StringType())]
     )
     lines = (
         spark.read.text([f.path for f in files])
@@ -299,7 +296,7 @@ def bronze_frame(
     has an unexpected one the source does not rescue, or cannot be read.
     """
     value_columns = [*spec.columns, RESCUED, CORRUPT]
-    frames = [df for df in _READERS[spec.format](spark, spec, files)]
+    frames = _READERS[spec.format](spark, spec, files)
     file_table = spark.createDataFrame(
         [(f.spark_path, f.path, f.batch) for f in files],
         "spark_path string, _source_file string, _batch string",
@@ -466,8 +463,7 @@ def _changed_files(logged: dict[str, LandingFile], listed: list[LandingFile]) ->
         for f in listed
         if f.path in logged
         and (
-            logged[f.path].size != f.size
-            or logged[f.path].modification_time != f.modification_time
+            logged[f.path].size != f.size or logged[f.path].modification_time != f.modification_time
         )
     ]
 

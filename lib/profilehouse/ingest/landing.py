@@ -52,7 +52,7 @@ def list_landing_files(spark: SparkSession, folder: str) -> list[LandingFile]:
     Names starting with '_' or '.' (``_SUCCESS``, checksums, in-progress uploads) are skipped,
     and so are folders with such names. Raises :class:`SchemaError` when ``folder`` is missing.
     """
-    jvm, fs, path = _jvm_fs(spark, folder)
+    _jvm, fs, path = _jvm_fs(spark, folder)
     if not fs.exists(path):
         raise SchemaError(f"landing folder {folder} does not exist")
     root = fs.makeQualified(path).toUri().getPath().rstrip("/")
@@ -133,8 +133,8 @@ def read_parquet_schema(spark: SparkSession, file: LandingFile) -> StructType:
 def _jvm_message(exc: Exception) -> str:
     """The first line of a (Py4J-wrapped) JVM exception's message."""
     text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
         if line and not line.startswith(("An error occurred", "Traceback")):
             return line[:500]
     return type(exc).__name__

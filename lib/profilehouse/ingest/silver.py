@@ -6,7 +6,7 @@ Each bronze load of a source is processed once, in load order:
    batch and per reason are computed; a file whose typed column parses for none of its values
    stops the job (:class:`SchemaError` naming file and column), and a load whose share of
    rejected rows exceeds the source's ``reject_rate_threshold`` stops it too
-   (:class:`RejectRateExceeded`, recorded as ``failed`` in the reconciliation table);
+   (:class:`RejectRateError`, recorded as ``failed`` in the reconciliation table);
 2. accepted rows, PII replaced by tokens and masks, are deduplicated by business key and
    MERGEd into ``silver.<source>``: a key's newest version wins (``order_by``, then batch, load
    and row hash), so re-delivered corrections update in place and replays change nothing;
@@ -77,7 +77,7 @@ RULE_COUNTS_SCHEMA = T.StructType(
 )
 
 
-class RejectRateExceeded(ProfilehouseError):
+class RejectRateError(ProfilehouseError):
     """A load rejected a larger share of its rows than its source allows."""
 
 
@@ -93,7 +93,8 @@ class SilverLoad:
     warned: int = 0
     inserted: int = 0
     updated: int = 0
-    rules: dict[str, int] = field(default_factory=dict)  # reason → rows
+    errors: dict[str, int] = field(default_factory=dict)  # quarantine reason → rows
+    warnings: dict[str, int] = field(default_factory=dict)  # warning → rows
     seconds: float = 0.0
 
 
@@ -456,7 +457,7 @@ def load_silver_load(
         problem = _check_reject_rate(spec, load_id, figures)
         if problem:
             _append_reconciliation(spark, catalog, spec, load_id, figures, FAILED)
-            raise RejectRateExceeded(problem)
+            raise RejectRateError(problem)
         accepted = validated.where(F.size(ERRORS) == 0)
         rows = latest_per_key(accepted, spec).select(*silver_columns(spec))
         merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec)
@@ -475,8 +476,9 @@ def load_silver_load(
     result.warned += figures.warned
     result.inserted += int(merged.get("inserted", 0))
     result.updated += int(merged.get("updated", 0))
-    for _batch, rule, _severity, rows_count in figures.rules:
-        result.rules[rule] = result.rules.get(rule, 0) + rows_count
+    for _batch, rule, severity, rows_count in figures.rules:
+        counts = result.errors if severity == "error" else result.warnings
+        counts[rule] = counts.get(rule, 0) + rows_count
 
 
 def load_silver_source(

@@ -134,11 +134,6 @@ class SourceSpec(StrictModel):
         for key in self.business_key:
             if key in known and not self.columns[key].required:
                 problems.append(f"business_key column {key!r} must be required: true")
-        for name, col in self.columns.items():
-            check = col.cross_check
-            for target in (check.birth_date, check.gender) if check else ():
-                if target is not None and target not in known:
-                    problems.append(f"columns.{name}.cross_check: {target!r} is not a column")
         if self.event_time in known and self.columns[self.event_time].type not in (
             "date",
             "timestamp",
@@ -152,6 +147,19 @@ class SourceSpec(StrictModel):
         dupe_rules = sorted({r for r in rule_names if rule_names.count(r) > 1})
         if dupe_rules:
             problems.append(f"duplicate rule names: {', '.join(dupe_rules)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _cross_checks_exist(self) -> SourceSpec:
+        problems = [
+            f"columns.{name}.cross_check: {target!r} is not a declared column"
+            for name, col in self.columns.items()
+            if col.cross_check
+            for target in (col.cross_check.birth_date, col.cross_check.gender)
+            if target is not None and target not in self.columns
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

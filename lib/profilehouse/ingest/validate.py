@@ -19,7 +19,7 @@ identifiers and records why a row is rejected (``_errors``) or flagged (``_warni
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -58,41 +58,44 @@ def _clean(col: Column) -> Column:
 def typed_value_expr(raw: Column, spec: ColumnSpec, time_zone: str) -> Column:
     """The value of a bronze text column parsed as ``spec.type`` (null when it does not parse)."""
     kind = spec.type
-    if kind == "string":
-        return _standardized(raw, spec)
-    if kind == "date":
-        return std.parse_date_expr(raw, spec.formats or DEFAULT_DATE_FORMATS)
-    if kind == "timestamp":
-        if spec.epoch == "millis":
-            return std.epoch_millis_to_timestamp_expr(raw)
-        if spec.epoch == "seconds":
-            return std.epoch_seconds_to_timestamp_expr(raw)
-        return std.parse_timestamp_expr(raw, spec.formats or DEFAULT_TIMESTAMP_FORMATS, time_zone)
     decimal = _DECIMAL.match(kind)
-    if decimal:
-        return std.decimal_expr(raw, int(decimal.group(1)), int(decimal.group(2)))
-    if kind in _NUMERIC:
-        return _clean(raw).try_cast(_NUMERIC[kind])
-    return F.from_json(_clean(raw), kind)  # array<...> / struct<...> / map<...>
+    if kind == "string":
+        value = _STANDARDIZERS.get(spec.standardize or "", _clean)(raw)
+    elif kind == "date":
+        value = std.parse_date_expr(raw, spec.formats or DEFAULT_DATE_FORMATS)
+    elif kind == "timestamp":
+        value = _timestamp_expr(raw, spec, time_zone)
+    elif decimal:
+        value = std.decimal_expr(raw, int(decimal.group(1)), int(decimal.group(2)))
+    elif kind in _NUMERIC:
+        value = _clean(raw).try_cast(_NUMERIC[kind])
+    else:
+        value = F.from_json(_clean(raw), kind)  # array<...> / struct<...> / map<...>
+    return value
 
 
-def _standardized(raw: Column, spec: ColumnSpec) -> Column:
-    """A text value in its standard form (see :mod:`profilehouse.ingest.standardize`)."""
-    match spec.standardize:
-        case "mobile":
-            # E.164 when valid; otherwise the cleaned text, flagged invalid by the caller
-            return F.coalesce(std.mobile_e164_expr(raw), _clean(std.halfwidth_expr(raw)))
-        case "email":
-            return std.email_normalized_expr(raw)
-        case "id_no":
-            return std.id_no_normalized_expr(raw)
-        case "name":
-            return std.name_normalized_expr(raw)
-        case "address":
-            return std.address_normalized_expr(raw)
-        case "gender":
-            return std.gender_normalized_expr(raw)
-    return _clean(raw)
+def _timestamp_expr(raw: Column, spec: ColumnSpec, time_zone: str) -> Column:
+    if spec.epoch == "millis":
+        return std.epoch_millis_to_timestamp_expr(raw)
+    if spec.epoch == "seconds":
+        return std.epoch_seconds_to_timestamp_expr(raw)
+    return std.parse_timestamp_expr(raw, spec.formats or DEFAULT_TIMESTAMP_FORMATS, time_zone)
+
+
+def _mobile_standardized(raw: Column) -> Column:
+    """E.164 when valid; otherwise the cleaned text (flagged ``invalid:`` by the validation)."""
+    return F.coalesce(std.mobile_e164_expr(raw), _clean(std.halfwidth_expr(raw)))
+
+
+# standardize: value → its standard form (see profilehouse.ingest.standardize)
+_STANDARDIZERS: dict[str, Callable[[Column], Column]] = {
+    "mobile": _mobile_standardized,
+    "email": std.email_normalized_expr,
+    "id_no": std.id_no_normalized_expr,
+    "name": std.name_normalized_expr,
+    "address": std.address_normalized_expr,
+    "gender": std.gender_normalized_expr,
+}
 
 
 def _validity_expr(value: Column, spec: ColumnSpec, as_of: Column) -> Column | None:
@@ -162,16 +165,13 @@ def validated_frame(bronze: DataFrame, spec: SourceSpec) -> DataFrame:
         (errors if rule.severity == "error" else warnings).append((~holds, f"rule:{rule.name}"))
     warnings.append((F.col(RESCUED).isNotNull(), "rescued_columns"))
     malformed = F.col(CORRUPT).isNotNull()
-    return (
-        staged.withColumns(flags)
-        .withColumns(
-            {
-                ERRORS: F.when(malformed, F.array(F.lit(MALFORMED))).otherwise(_reasons(errors)),
-                WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(
-                    _reasons(warnings)
-                ),
-            }
-        )
+    return staged.withColumns(flags).withColumns(
+        {
+            ERRORS: F.when(malformed, F.array(F.lit(MALFORMED))).otherwise(_reasons(errors)),
+            WARNINGS: F.when(malformed, F.array().cast("array<string>")).otherwise(
+                _reasons(warnings)
+            ),
+        }
     )
 
 
@@ -191,21 +191,24 @@ def _id_cross_checks(name: str, col: ColumnSpec, as_of: Column) -> list[tuple[Co
 # --- PII protection ------------------------------------------------------------------------------
 
 
+def _birth_date_mask(value: Column) -> Column:
+    return F.concat(F.substring(value.cast("string"), 1, 4), F.lit("-**-**"))
+
+
+# pii kind → masked display value; other kinds keep the first 4 and last 2 characters
+_MASKS: dict[str, Callable[[Column], Column]] = {
+    "mobile": mask_mobile_expr,
+    "email": mask_email_expr,
+    "id_no": mask_id_no_expr,
+    "name": mask_name_expr,
+    "address": mask_address_expr,
+    "birth_date": _birth_date_mask,
+}
+
+
 def _mask_expr(value: Column, kind: str) -> Column:
-    match kind:
-        case "mobile":
-            return mask_mobile_expr(value)
-        case "email":
-            return mask_email_expr(value)
-        case "id_no":
-            return mask_id_no_expr(value)
-        case "name":
-            return mask_name_expr(value)
-        case "address":
-            return mask_address_expr(value)
-        case "birth_date":
-            return F.concat(F.substring(value.cast("string"), 1, 4), F.lit("-**-**"))
-    return mask_middle_expr(value.cast("string"), 4, 2)
+    mask = _MASKS.get(kind)
+    return mask(value) if mask else mask_middle_expr(value.cast("string"), 4, 2)
 
 
 def pii_value_expr(name: str, col: ColumnSpec) -> Column:

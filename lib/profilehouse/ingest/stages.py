@@ -1,0 +1,146 @@
+"""The bronze and silver stages over every declared source, with summaries for people and JSON.
+
+Used by ``jobs/bronze.py``, ``jobs/silver.py`` and the pipeline job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from profilehouse.catalog import TableCatalog
+from profilehouse.config import EnvironmentConfig
+from profilehouse.errors import ConfigError
+from profilehouse.ingest.bronze import BronzeLoad, load_bronze_source
+from profilehouse.ingest.silver import RejectRateError, SilverLoad, load_silver_source
+from profilehouse.ingest.source_config import SourceSpec, load_sources
+from profilehouse.privacy.tokens import load_token_key
+
+
+def selected_sources(conf_dir: Path | None, names: Iterable[str] | None = None) -> list[SourceSpec]:
+    """The declared sources (all, or those named ``system_table`` / their key in the file)."""
+    sources = load_sources(conf_dir)
+    if not names:
+        return list(sources.values())
+    by_name = {**{s.name: s for s in sources.values()}, **sources}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(
+            "sources.yaml",
+            [f"unknown source(s) {', '.join(unknown)} (declared: {', '.join(sorted(sources))})"],
+        )
+    return [by_name[n] for n in names]
+
+
+def run_bronze_stage(
+    spark: SparkSession,
+    env: EnvironmentConfig,
+    sources: list[SourceSpec],
+    progress: Callable[[str], None] = print,
+) -> list[BronzeLoad]:
+    """Load each source's new landing files into bronze."""
+    catalog = TableCatalog(env.warehouse_uri)
+    loads = []
+    for spec in sources:
+        load = load_bronze_source(spark, catalog, spec, env.landing_uri)
+        resumed = load.resumed_pending
+        progress(
+            f"  bronze {spec.name}: {load.files} new file(s), {load.rows:,} rows"
+            + (f", finished {resumed} interrupted load(s)" if resumed else "")
+        )
+        loads.append(load)
+    return loads
+
+
+def run_silver_stage(
+    spark: SparkSession,
+    env: EnvironmentConfig,
+    sources: list[SourceSpec],
+    progress: Callable[[str], None] = print,
+) -> list[SilverLoad]:
+    """Process each source's new bronze loads into silver.
+
+    A source whose reject rate exceeds its threshold does not stop the others; the stage raises
+    :class:`RejectRateError` listing all such sources at the end.
+    """
+    catalog = TableCatalog(env.warehouse_uri)
+    key = load_token_key()
+    loads, failures = [], []
+    for spec in sources:
+        try:
+            load = load_silver_source(spark, catalog, spec, key)
+        except RejectRateError as exc:
+            progress(f"  silver {spec.name}: FAILED: {exc}")
+            failures.append(str(exc))
+            continue
+        progress(
+            f"  silver {spec.name}: {load.rows_in:,} in, {load.accepted:,} accepted, "
+            f"{load.quarantined:,} quarantined"
+        )
+        loads.append(load)
+    if failures:
+        raise RejectRateError(
+            f"{len(failures)} source(s) rejected too many rows:\n" + "\n".join(failures)
+        )
+    return loads
+
+
+def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
+    """Per-source figures of both stages for the run summary."""
+    per_source: dict[str, dict] = {}
+    for b in bronze:
+        per_source.setdefault(b.source, {})["bronze"] = {
+            "load_ids": b.load_ids,
+            "files": b.files,
+            "rows": b.rows,
+            "bytes": b.bytes,
+            "batches": b.batches,
+            "resumed_pending_loads": b.resumed_pending,
+            "seconds": b.seconds,
+        }
+    for s in silver:
+        per_source.setdefault(s.source, {})["silver"] = {
+            "load_ids": s.load_ids,
+            "rows_in": s.rows_in,
+            "accepted": s.accepted,
+            "quarantined": s.quarantined,
+            "warned": s.warned,
+            "inserted": s.inserted,
+            "updated": s.updated,
+            "quarantined_by_rule": s.errors,
+            "warnings_by_rule": s.warnings,
+            "seconds": s.seconds,
+        }
+    return {
+        "files": sum(b.files for b in bronze),
+        "bronze_rows": sum(b.rows for b in bronze),
+        "rows_in": sum(s.rows_in for s in silver),
+        "accepted": sum(s.accepted for s in silver),
+        "quarantined": sum(s.quarantined for s in silver),
+        "per_source": per_source,
+    }
+
+
+def format_ingest_table(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> str:
+    """One line per source: files, rows in, accepted, quarantined (by rule), warned."""
+    files = {b.source: b.files for b in bronze}
+    header = (
+        f"{'source':<24}{'files':>6}{'rows in':>12}{'accepted':>12}{'quarant.':>10}"
+        f"{'warned':>9}  quarantined by rule"
+    )
+    lines = [header, "-" * 110]
+    for s in silver:
+        rules = ", ".join(f"{r} {n:,}" for r, n in sorted(s.errors.items(), key=lambda kv: -kv[1]))
+        lines.append(
+            f"{s.source:<24}{files.get(s.source, 0):>6}{s.rows_in:>12,}{s.accepted:>12,}"
+            f"{s.quarantined:>10,}{s.warned:>9,}  {rules or '-'}"
+        )
+    lines.append("-" * 110)
+    lines.append(
+        f"{'total':<24}{sum(files.values()):>6}{sum(s.rows_in for s in silver):>12,}"
+        f"{sum(s.accepted for s in silver):>12,}{sum(s.quarantined for s in silver):>10,}"
+        f"{sum(s.warned for s in silver):>9,}"
+    )
+    return "\n".join(lines)
