@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from pyspark.sql import SparkSession
 
 from profilehouse.config import load_environment
+from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
 from profilehouse.privacy.tokens import TOKEN_KEY_ENV, TOKEN_KEY_FILE_ENV
 from profilehouse.session import build_spark_session
@@ -42,3 +44,22 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
 def gen_cfg() -> GeneratorSettings:
     """Generator settings at SF 0.01 (1,000 persons): seconds to build."""
     return load_generator_settings().with_overrides(scale_factor=0.01)
+
+
+@dataclass(frozen=True)
+class Generated:
+    cfg: GeneratorSettings
+    report: GenerationReport
+    landing: str
+    truth: str
+
+
+@pytest.fixture(scope="session")
+def generated(
+    spark: SparkSession, gen_cfg: GeneratorSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Generated:
+    """One generation at SF 0.01 into a temp folder, shared by generator and ingest tests."""
+    root = tmp_path_factory.mktemp("gen")
+    landing, truth = str(root / "landing"), str(root / "truth")
+    report = generate(spark, gen_cfg, landing, truth, progress=lambda _m: None)
+    return Generated(gen_cfg, report, landing, truth)

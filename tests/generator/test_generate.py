@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,10 @@ from pyspark.sql import functions as F
 
 from profilehouse.generator import generate, read_truth_persons, read_truth_records
 from profilehouse.generator.bank import build_bank_sources, build_customers, customer_records
-from profilehouse.generator.orchestrator import GenerationReport
 from profilehouse.generator.persons import build_persons
 from profilehouse.generator.settings import GeneratorSettings
 from profilehouse.generator.writer import write_source
+from tests.conftest import Generated
 
 CSV_SOURCES = (
     "bank.customers",
@@ -35,22 +34,6 @@ CSV_SOURCES = (
 )
 JSON_SOURCES = ("bank.app_events", "retail.ecom_orders", "retail.behavior_events")
 PARQUET_SOURCES = ("bank.balances", "bank.credit_bureau", "retail.stored_value")
-
-
-@dataclass(frozen=True)
-class Generated:
-    cfg: GeneratorSettings
-    report: GenerationReport
-    landing: str
-    truth: str
-
-
-@pytest.fixture(scope="module")
-def generated(spark: SparkSession, gen_cfg: GeneratorSettings, tmp_path_factory) -> Generated:
-    root = tmp_path_factory.mktemp("gen")
-    landing, truth = str(root / "landing"), str(root / "truth")
-    report = generate(spark, gen_cfg, landing, truth, progress=lambda _m: None)
-    return Generated(gen_cfg, report, landing, truth)
 
 
 @pytest.fixture(scope="module")
