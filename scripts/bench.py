@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import secrets
 import shutil
 import sys
 import threading
@@ -33,6 +34,12 @@ from profilehouse import fs  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
 from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
+from profilehouse.ingest.stages import (  # noqa: E402
+    run_bronze_stage,
+    run_silver_stage,
+    selected_sources,
+)
+from profilehouse.privacy.tokens import TOKEN_KEY_ENV  # noqa: E402
 from profilehouse.session import build_spark_session  # noqa: E402
 
 
@@ -146,10 +153,106 @@ def to_markdown(results: list[StageResult], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _hold_back_last_batch(landing: Path, held: Path) -> str:
+    """Move every source's newest batch folder out of ``landing`` (to deliver it later)."""
+    batches = sorted({p.name for p in landing.glob("*/*/batch=*")})
+    last = batches[-1]
+    for folder in landing.glob(f"*/*/{last}"):
+        target = held / folder.relative_to(landing)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(target)
+    return last.removeprefix("batch=")
+
+
+def _deliver_held_batch(landing: Path, held: Path) -> None:
+    for folder in held.glob("*/*/batch=*"):
+        target = landing / folder.relative_to(held)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(target)
+
+
+def _ingest_results(
+    sf: float, label: str, bronze_loads, silver_loads, mem_peak: int, floor: float, seconds: dict
+) -> list[StageResult]:
+    rows_in = sum(b.rows for b in bronze_loads)
+    bytes_in = sum(b.bytes for b in bronze_loads)
+    accepted = sum(s.accepted for s in silver_loads)
+    results = []
+    for stage, rows_out in (("bronze", rows_in), ("silver", accepted)):
+        took = seconds[stage]
+        results.append(
+            StageResult(
+                scale_factor=sf,
+                stage=f"{stage}{label}",
+                seconds=round(took, 2),
+                rows_in=rows_in,
+                rows_out=rows_out,
+                bytes_out=bytes_in,
+                rows_per_s=round(rows_in / took) if took else 0,
+                peak_rss_mib=round(mem_peak / 2**20),
+                floor_seconds=round(floor, 2),
+                ratio_to_floor=round(took / floor, 2) if floor else 0,
+            )
+        )
+    return results
+
+
+def bench_ingest(spark, env, sf: float, work: Path) -> list[StageResult]:
+    """Bronze + silver over the full history, then over one held-back daily batch."""
+    os.environ.setdefault(TOKEN_KEY_ENV, secrets.token_hex(32))
+    landing, held = work / f"sf{sf}" / "landing", work / f"sf{sf}" / "held"
+    env = env.model_copy(
+        update={"landing": str(landing), "warehouse": str(work / f"sf{sf}" / "warehouse")}
+    )
+    sources = selected_sources(None)
+    results = []
+    _hold_back_last_batch(landing, held)
+    for label in ("", "_increment"):
+        if label:
+            _deliver_held_batch(landing, held)
+        seconds = {}
+        with PeakMemory() as mem:
+            started = time.perf_counter()
+            bronze = run_bronze_stage(spark, env, sources, progress=lambda _m: None)
+            seconds["bronze"] = time.perf_counter() - started
+            started = time.perf_counter()
+            silver = run_silver_stage(spark, env, sources, progress=lambda _m: None)
+            seconds["silver"] = time.perf_counter() - started
+        loaded = _held_files(landing) if label else _data_files(landing, "batch=*")
+        floor = _floor_of_files(spark, loaded, work)
+        results += _ingest_results(sf, label, bronze, silver, mem.peak, floor, seconds)
+    return results
+
+
+def _data_files(landing: Path, batch_glob: str) -> list[Path]:
+    files = landing.glob(f"*/*/{batch_glob}/*")
+    return [p for p in files if not p.name.startswith((".", "_"))]
+
+
+def _held_files(landing: Path) -> list[Path]:
+    """The files of the newest batch (the daily increment once delivered)."""
+    return _data_files(landing, sorted({p.name for p in landing.glob("*/*/batch=*")})[-1])
+
+
+def _floor_of_files(spark, files: list[Path], work: Path) -> float:
+    """Plain text scan + write of exactly these files."""
+    started = time.perf_counter()
+    spark.read.text([str(f) for f in files]).write.mode("overwrite").text(str(work / "floor"))
+    elapsed = time.perf_counter() - started
+    fs.delete_path(spark, str(work / "floor"))
+    return elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale-factors", type=float, nargs="+", default=[0.1, 1.0])
-    parser.add_argument("--stages", nargs="+", default=["generate"], choices=["generate"])
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=["generate", "ingest"],
+        choices=["generate", "ingest"],
+        help="ingest = bronze + silver on the history, then on one daily batch (needs generate)",
+    )
     parser.add_argument("--env", default="local")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--keep-data", action="store_true", help="keep generated data")
@@ -175,13 +278,17 @@ def main() -> int:
     for sf in sorted(args.scale_factors):
         for stage in args.stages:
             print(f"running {stage} at SF {sf:g} ...", flush=True)
-            result = bench_generate(spark, env, sf, work)
-            print(
-                f"  {result.seconds:.1f} s, {result.rows_out:,} rows, "
-                f"x{result.ratio_to_floor} floor",
-                flush=True,
-            )
-            results.append(result)
+            if stage == "generate":
+                stage_results = [bench_generate(spark, env, sf, work)]
+            else:
+                stage_results = bench_ingest(spark, env, sf, work)
+            for result in stage_results:
+                print(
+                    f"  {result.stage}: {result.seconds:.1f} s, {result.rows_out:,} rows, "
+                    f"x{result.ratio_to_floor} floor",
+                    flush=True,
+                )
+            results += stage_results
     markdown = to_markdown(results, meta)
     (out / "bench.json").write_text(
         json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2),
