@@ -43,7 +43,10 @@ def customers_spec(**overrides: Any) -> SourceSpec:
         "event_time": "open_date",
         "reject_rate_threshold": 0.5,
         "rules": [
-            {"name": "risk_known", "expr": "risk_appetite IS NULL OR risk_appetite RLIKE '^C[1-5]$'"},
+            {
+                "name": "risk_known",
+                "expr": "risk_appetite IS NULL OR risk_appetite RLIKE '^C[1-5]$'",
+            },
             {
                 "name": "income_sane",
                 "expr": "annual_income IS NULL OR annual_income < 1e8",

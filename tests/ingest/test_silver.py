@@ -305,7 +305,7 @@ def test_a_run_killed_between_commits_and_rerun_equals_an_uninterrupted_run(
 def test_reject_rate_over_the_threshold_fails_and_writes_nothing_to_silver(
     spark: SparkSession, landing: Landing, token_key: bytes
 ) -> None:
-    spec = customers_spec(reject_rate_threshold=0.2)
+    spec = customers_spec(reject_rate_threshold=0.2, reject_min_rows=3)
     rows = [ROWS["good"], ROWS["bad_rule"], ROWS["malformed"], ROWS["no_key"]]
     landing.write_csv("bank/customers", "2025-01-01", "a.csv", CUSTOMER_HEADER, rows)
     with pytest.raises(RejectRateError) as err:
@@ -318,8 +318,18 @@ def test_reject_rate_over_the_threshold_fails_and_writes_nothing_to_silver(
     recon = table(spark, landing.catalog, reconciliation_table(landing.catalog)).collect()
     assert [(r["status"], r["quarantined"]) for r in recon] == [("failed", 3)]
 
-    relaxed = customers_spec(reject_rate_threshold=0.8)  # the operator accepts this load
+    relaxed = customers_spec(reject_rate_threshold=0.8, reject_min_rows=3)  # operator accepts
     result = load_silver_source(spark, landing.catalog, relaxed, token_key)
+    assert (result.accepted, result.quarantined) == (1, 3)
+
+
+def test_few_rejected_rows_do_not_fail_a_small_load(
+    spark: SparkSession, landing: Landing, token_key: bytes
+) -> None:
+    spec = customers_spec(reject_rate_threshold=0.2, reject_min_rows=4)
+    rows = [ROWS["good"], ROWS["bad_rule"], ROWS["malformed"], ROWS["no_key"]]
+    landing.write_csv("bank/customers", "2025-01-01", "a.csv", CUSTOMER_HEADER, rows)
+    result = ingest(spark, landing, spec, token_key)  # 3 < 4 rejected rows: reported only
     assert (result.accepted, result.quarantined) == (1, 3)
 
 

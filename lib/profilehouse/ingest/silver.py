@@ -5,7 +5,8 @@ Each bronze load of a source is processed once, in load order:
 1. its rows are typed and validated (:mod:`profilehouse.ingest.validate`) and the counts per
    batch and per reason are computed; a file whose typed column parses for none of its values
    stops the job (:class:`SchemaError` naming file and column), and a load whose share of
-   rejected rows exceeds the source's ``reject_rate_threshold`` stops it too
+   rejected rows exceeds the source's ``reject_rate_threshold`` (with at least
+   ``reject_min_rows`` rejected) stops it too
    (:class:`RejectRateError`, recorded as ``failed`` in the reconciliation table);
 2. accepted rows, PII replaced by tokens and masks, are deduplicated by business key and
    MERGEd into ``silver.<source>``: a key's newest version wins (``order_by``, then batch, load
@@ -253,7 +254,7 @@ def _check_reject_rate(spec: SourceSpec, load_id: int, figures: _LoadFigures) ->
     if not figures.rows_in:
         return None
     rate = figures.quarantined / figures.rows_in
-    if rate <= spec.reject_rate_threshold:
+    if rate <= spec.reject_rate_threshold or figures.quarantined < spec.reject_min_rows:
         return None
     errors: dict[str, int] = {}
     for _batch, rule, severity, rows in figures.rules:

@@ -104,6 +104,12 @@ class SourceSpec(StrictModel):
     event_time: str | None = None
     extra_columns: Literal["fail", "rescue"] = "rescue"
     reject_rate_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
+    reject_min_rows: int = Field(
+        default=10,
+        ge=1,
+        description="A load fails on its reject rate only when at least this many rows are "
+        "rejected (a 2-of-99 daily file is noise, not a broken feed).",
+    )
     rules: list[Rule] = Field(default_factory=list)
 
     @field_validator("options", mode="before")
