@@ -96,7 +96,7 @@ def _minimal(**overrides: object) -> dict:
         (
             "unknown column key",
             {"columns": {"cust_no": {"required": True, "pii_kind": "name"}}},
-            "sources.bank_customers.columns.cust_no.pii_kind: unknown key (allowed: cross_check, epoch, formats, nullable, pii, pii_when, required, source, standardize, type)",
+            "sources.bank_customers.columns.cust_no.pii_kind: unknown key (allowed: cross_check, epoch, formats, nullable, pii, pii_kinds, pii_when, required, source, standardize, type)",
         ),
         (
             "unknown pii kind",

@@ -126,8 +126,8 @@ def silver_columns(spec: SourceSpec) -> list[str]:
     """The columns of ``silver.<source>``, in order."""
     columns = []
     for name, col in spec.columns.items():
-        if col.pii:
-            columns += [name] if col.pii_when else []
+        if col.is_pii:
+            columns += [name] if col.partly_pii else []
             columns += [f"{name}_token", f"{name}_masked"]
             if col.standardize == "address":
                 columns += [f"{name}_province", f"{name}_city"]
@@ -143,9 +143,9 @@ def key_sql(spec: SourceSpec, alias: str) -> list[str]:
     parts = []
     for name in spec.business_key:
         col = spec.columns[name]
-        if col.pii and col.pii_when:
+        if col.partly_pii:
             parts.append(f"coalesce({alias}.`{name}`, {alias}.`{name}_token`)")
-        elif col.pii:
+        elif col.is_pii:
             parts.append(f"{alias}.`{name}_token`")
         else:
             parts.append(f"{alias}.`{name}`")
@@ -318,12 +318,12 @@ def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
     """Distinct (kind, token, normalised value) of the PII in ``protected``; None when none."""
     parts = [
         protected.select(
-            F.lit(col.pii).alias("kind"),
+            F.expr(col.pii_kind_sql()).alias("kind"),
             F.col(f"{name}_token").alias("token"),
             F.col(f"__pii_{name}").alias("value"),
         )
         for name, col in spec.columns.items()
-        if col.pii
+        if col.is_pii
     ]
     if not parts:
         return None

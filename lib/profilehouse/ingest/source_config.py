@@ -48,8 +48,33 @@ class ColumnSpec(StrictModel):
         description="Spark SQL condition: the value is PII only in rows where it holds "
         "(a contact's target_key is a mobile only when target_type = 'MOBILE').",
     )
+    pii_kinds: dict[PiiKind, str] = Field(
+        default_factory=dict,
+        description="For a column mixing identifiers: PII kind → Spark SQL condition of the rows "
+        "holding that kind (first match wins); other rows keep their clear value.",
+    )
     standardize: Standardizer | None = None
     cross_check: IdCrossCheck | None = None
+
+    @property
+    def is_pii(self) -> bool:
+        return bool(self.pii or self.pii_kinds)
+
+    @property
+    def partly_pii(self) -> bool:
+        """PII in some rows only (``pii_when`` / ``pii_kinds``): the clear column stays."""
+        return bool(self.pii_when or self.pii_kinds)
+
+    def pii_kind_sql(self) -> str:
+        """SQL of the row's PII kind (a token purpose); null in rows where the value is not PII."""
+        if self.pii_kinds:
+            cases = " ".join(
+                f"WHEN ({cond}) THEN '{kind}'" for kind, cond in self.pii_kinds.items()
+            )
+            return f"CASE {cases} END"
+        if self.pii_when:
+            return f"CASE WHEN ({self.pii_when}) THEN '{self.pii}' END"
+        return f"'{self.pii}'"
 
     @field_validator("type")
     @classmethod
@@ -73,6 +98,8 @@ class ColumnSpec(StrictModel):
             raise ValueError("epoch is only allowed on timestamp columns")
         if self.pii_when and not self.pii:
             raise ValueError("pii_when needs pii")
+        if self.pii_kinds and self.pii:
+            raise ValueError("use either pii (+ pii_when) or pii_kinds, not both")
         if self.cross_check and self.standardize != "id_no":
             raise ValueError("cross_check is only allowed with standardize: id_no")
         if self.standardize and self.type != "string":
@@ -182,7 +209,7 @@ class SourceSpec(StrictModel):
 
     @property
     def pii_columns(self) -> dict[str, PiiKind]:
-        return {name: c.pii for name, c in self.columns.items() if c.pii}
+        return {name: c.pii or "mixed" for name, c in self.columns.items() if c.is_pii}
 
 
 class SourcesFile(StrictModel):

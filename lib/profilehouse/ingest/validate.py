@@ -219,8 +219,8 @@ def pii_value_expr(name: str, col: ColumnSpec) -> Column:
     value = F.col(name).cast("string")
     if col.standardize == "mobile":
         value = F.when(F.col(f"{name}_valid"), value)
-    if col.pii_when:
-        value = F.when(F.coalesce(F.expr(col.pii_when), F.lit(False)), value)
+    if col.partly_pii:
+        value = F.when(F.expr(col.pii_kind_sql()).isNotNull(), value)
     return value
 
 
@@ -235,18 +235,18 @@ def protected_frame(validated: DataFrame, spec: SourceSpec) -> DataFrame:
     replaced: dict[str, Column] = {}
     drop = []
     for name, col in spec.columns.items():
-        if not col.pii:
+        if not col.is_pii:
             continue
         pii = pii_value_expr(name, col)
         replaced[f"__pii_{name}"] = pii
-        replaced[f"{name}_token"] = hmac_token_from_keys(pii, col.pii)
+        replaced[f"{name}_token"] = hmac_token_from_keys(pii, F.expr(col.pii_kind_sql()))
         replaced[f"{name}_masked"] = _mask_expr(
-            F.col(name) if col.standardize != "mobile" else pii, col.pii
+            pii if col.standardize == "mobile" or col.partly_pii else F.col(name), col.pii or ""
         )
         if col.standardize == "address":
             replaced[f"{name}_province"] = std.province_expr(F.col(name))
             replaced[f"{name}_city"] = std.city_expr(F.col(name))
-        if col.pii_when:
+        if col.partly_pii:
             replaced[name] = F.when(pii.isNull(), F.col(name))
         else:
             drop.append(name)

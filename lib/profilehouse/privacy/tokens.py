@@ -119,15 +119,19 @@ def token_key_frame(spark: SparkSession, key: bytes) -> DataFrame:
     )
 
 
-def hmac_token_from_keys(col: Column, purpose: str) -> Column:
-    """As :func:`hmac_token_expr`, with the key read from the columns of :func:`token_key_frame`."""
-    if not purpose or ":" in purpose:
+def hmac_token_from_keys(col: Column, purpose: str | Column) -> Column:
+    """As :func:`hmac_token_expr`, with the key read from the columns of :func:`token_key_frame`.
+
+    ``purpose`` may be a Column (one purpose per row); null purposes give null tokens.
+    """
+    if isinstance(purpose, str) and (not purpose or ":" in purpose):
         raise ValueError(f"purpose must be a non-empty string without ':', got {purpose!r}")
     return _hmac(col, purpose, F.col(KEY_INNER), F.col(KEY_OUTER))
 
 
-def _hmac(col: Column, purpose: str, inner_key: Column, outer_key: Column) -> Column:
-    message = F.concat(F.lit(f"{purpose}:"), col.cast("string")).cast("binary")
+def _hmac(col: Column, purpose: str | Column, inner_key: Column, outer_key: Column) -> Column:
+    label = F.lit(f"{purpose}:") if isinstance(purpose, str) else F.concat(purpose, F.lit(":"))
+    message = F.concat(label, col.cast("string")).cast("binary")
     inner = F.unhex(F.sha2(F.concat(inner_key, message), 256))
     return F.sha2(F.concat(outer_key, inner), 256)
 
