@@ -192,18 +192,34 @@ class _LoadFigures:
         return sum(b["warned"] for b in self.per_batch.values())
 
 
-def _load_figures(validated: DataFrame) -> _LoadFigures:
-    """Counts per batch and per (batch, reason): a few rows, collected."""
+def _typed_columns(spec: SourceSpec) -> list[str]:
+    return [n for n, c in spec.columns.items() if c.type != "string"]
+
+
+def _load_figures(validated: DataFrame, spec: SourceSpec) -> _LoadFigures:
+    """Counts per batch and per (batch, reason), after checking that typed columns parse
+    (:func:`_check_types_parse`). Two small aggregations, collected."""
     rejected = F.size(ERRORS) > 0
-    batches = validated.groupBy("_batch").agg(
+    aggs = [
         F.count(F.lit(1)).alias("rows_in"),
         F.sum(rejected.cast("long")).alias("quarantined"),
         F.sum((~rejected & (F.size(WARNINGS) > 0)).cast("long")).alias("warned"),
-    )
-    per_batch = {
-        r["_batch"]: {k: int(r[k]) for k in ("rows_in", "quarantined", "warned")}
-        for r in batches.collect()
-    }
+    ]
+    for i, name in enumerate(_typed_columns(spec)):
+        present = F.nullif(F.trim(F.col(f"__raw_{name}")), F.lit("")).isNotNull()
+        failed = F.array_contains(F.concat(ERRORS, WARNINGS), f"unparseable:{name}")
+        aggs += [
+            F.sum(present.cast("long")).alias(f"p{i}"),
+            F.sum(failed.cast("long")).alias(f"f{i}"),
+            F.first(F.when(failed, F.col(f"__raw_{name}")), ignorenulls=True).alias(f"e{i}"),
+        ]
+    files = validated.groupBy("_batch", "_source_file").agg(*aggs).collect()  # row per file
+    _check_types_parse(files, spec)
+    per_batch: dict[str, dict[str, int]] = {}
+    for row in files:
+        counts = per_batch.setdefault(row["_batch"], dict.fromkeys(_COUNTS, 0))
+        for k in _COUNTS:
+            counts[k] += int(row[k])
     reasons = validated.select(
         "_batch",
         F.explode(
@@ -220,23 +236,14 @@ def _load_figures(validated: DataFrame) -> _LoadFigures:
     )
 
 
-def _check_types_parse(validated: DataFrame, spec: SourceSpec) -> None:
+_COUNTS = ("rows_in", "quarantined", "warned")
+
+
+def _check_types_parse(files: list, spec: SourceSpec) -> None:
     """SchemaError naming file and column when a typed column of a file parses for none of its
     (at least MIN_ROWS_FOR_TYPE_CHECK) values: a format or type change, not dirty rows."""
-    typed = [n for n, c in spec.columns.items() if c.type != "string"]
-    if not typed:
-        return
-    aggs = []
-    for i, name in enumerate(typed):
-        present = F.nullif(F.trim(F.col(f"__raw_{name}")), F.lit("")).isNotNull()
-        failed = F.array_contains(F.concat(ERRORS, WARNINGS), f"unparseable:{name}")
-        aggs += [
-            F.sum(present.cast("long")).alias(f"p{i}"),
-            F.sum(failed.cast("long")).alias(f"f{i}"),
-            F.first(F.when(failed, F.col(f"__raw_{name}")), ignorenulls=True).alias(f"e{i}"),
-        ]
-    for row in validated.groupBy("_source_file").agg(*aggs).collect():  # one row per file
-        for i, name in enumerate(typed):
+    for row in files:
+        for i, name in enumerate(_typed_columns(spec)):
             present, failed = row[f"p{i}"] or 0, row[f"f{i}"] or 0
             if present >= MIN_ROWS_FOR_TYPE_CHECK and failed == present:
                 col = spec.columns[name]
@@ -453,8 +460,7 @@ def load_silver_load(
         StorageLevel.MEMORY_AND_DISK
     )
     try:
-        figures = _load_figures(validated)
-        _check_types_parse(validated, spec)
+        figures = _load_figures(validated, spec)
         problem = _check_reject_rate(spec, load_id, figures)
         if problem:
             _append_reconciliation(spark, catalog, spec, load_id, figures, FAILED)

@@ -232,13 +232,16 @@ def protected_frame(validated: DataFrame, spec: SourceSpec) -> DataFrame:
     Needs the key columns of :func:`profilehouse.privacy.tokens.token_key_frame` joined in.
     A ``pii_when`` column keeps its clear value in rows where it is not PII.
     """
+    pii_columns = {name: col for name, col in spec.columns.items() if col.is_pii}
+    # one projection computes each normalised value, the next derives token and mask from it
+    # (so the normalisation is not repeated inside every expression that uses it)
+    normalised = validated.withColumns(
+        {f"__pii_{name}": pii_value_expr(name, col) for name, col in pii_columns.items()}
+    )
     replaced: dict[str, Column] = {}
     drop = []
-    for name, col in spec.columns.items():
-        if not col.is_pii:
-            continue
-        pii = pii_value_expr(name, col)
-        replaced[f"__pii_{name}"] = pii
+    for name, col in pii_columns.items():
+        pii = F.col(f"__pii_{name}")
         replaced[f"{name}_token"] = hmac_token_from_keys(pii, F.expr(col.pii_kind_sql()))
         replaced[f"{name}_masked"] = _mask_expr(
             pii if col.standardize == "mobile" or col.partly_pii else F.col(name), col.pii or ""
@@ -250,4 +253,4 @@ def protected_frame(validated: DataFrame, spec: SourceSpec) -> DataFrame:
             replaced[name] = F.when(pii.isNull(), F.col(name))
         else:
             drop.append(name)
-    return validated.withColumns(replaced).drop(*drop)
+    return normalised.withColumns(replaced).drop(*drop)
