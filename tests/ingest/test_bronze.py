@@ -295,3 +295,22 @@ def test_parquet_values_are_rendered_as_text_without_loss(
     text = F.lit(row["as_of"])
     parsed = spark.range(1).select(F.to_timestamp(text, "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"))
     assert parsed.first()[0] == instant  # the same instant, whatever the session time zone
+
+
+def test_an_unreadable_parquet_file_is_named(spark: SparkSession, landing: Landing) -> None:
+    spec = SourceSpec.model_validate(
+        {
+            "system": "bank",
+            "table": "balances",
+            "format": "parquet",
+            "location": "bank/balances",
+            "columns": {"account_no": {"required": True}},
+            "business_key": ["account_no"],
+        }
+    )
+    path = landing.write("bank/balances", "2025-01-31", "part-0.parquet", "not a parquet file")
+    with pytest.raises(SchemaError) as err:
+        load_bronze_source(spark, landing.catalog, spec, landing.uri)
+    message = str(err.value)
+    assert message.startswith("cannot read Parquet file ")
+    assert str(path) in message

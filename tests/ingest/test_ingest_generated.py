@@ -158,3 +158,25 @@ def test_a_second_run_changes_nothing(spark: SparkSession, ingested: Ingested) -
     assert sum(b.files for b in again_bronze) == 0
     assert sum(s.rows_in for s in again_silver) == 0
     assert [delta_io.table_version(spark, r) for r in refs] == before
+
+
+@pytest.mark.parametrize(
+    ("source", "key"), [("bank_customers", "cust_no"), ("retail_members", "member_id")]
+)
+def test_corrected_redeliveries_replace_the_first_delivery(
+    spark: SparkSession, generated: Generated, ingested: Ingested, source: str, key: str
+) -> None:
+    """The generator re-sends some master records corrected in a later daily batch: silver holds
+    one row per key, and it is the re-delivered version."""
+    truth = read_truth_records(spark, generated.truth)
+    redelivered = truth.where(
+        (F.col("source") == source.replace("_", ".", 1))
+        & F.array_contains("patterns", "corrected_redelivery")
+        & ~F.col("malformed")
+    ).select(F.col("record_key").alias(key), F.col("batch").alias("want_batch"))
+    assert redelivered.count() > 0
+    spec = next(s for s in ingested.sources if s.name == source)
+    silver = delta_io.read_table(spark, silver_table(ingested.catalog, spec))
+    joined = redelivered.join(silver.select(key, "_batch"), key, "left")
+    wrong = joined.where(F.col("_batch").isNull() | (F.col("_batch") != F.col("want_batch")))
+    assert wrong.count() == 0, wrong.limit(5).collect()
