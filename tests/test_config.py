@@ -61,7 +61,7 @@ def test_unknown_key_names_key_and_allowed_keys(tmp_path: Path) -> None:
     message = str(err.value)
     assert str(conf / "environments.yaml") in message
     assert (
-        "environments.local.warehous: unknown key (allowed: delta_jars, landing, master, name, "
+        "environments.local.warehous: unknown key (allowed: delta_jars, ingest_parallelism, landing, master, name, "
         "spark_conf, truth, warehouse)" in message
     )
 

@@ -51,6 +51,13 @@ class EnvironmentConfig(StrictModel):
         "supplies them (spark-submit --packages or pre-installed jars)."
     )
     spark_conf: dict[str, str] = Field(default_factory=dict)
+    ingest_parallelism: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Sources ingested at once. Each source is a chain of small jobs and Delta "
+        "commits; running several side by side keeps the executors busy.",
+    )
 
     @field_validator("spark_conf", mode="before")
     @classmethod

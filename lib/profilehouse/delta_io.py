@@ -6,8 +6,10 @@ catalog, so storage and environment differences stay out of the logic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -15,6 +17,34 @@ from pyspark.sql import DataFrame, SparkSession
 from profilehouse.catalog import TableRef
 
 WriteMode = Literal["overwrite", "append", "error", "ignore"]
+T = TypeVar("T")
+# Delta's optimistic-concurrency failures: another writer committed first. Every write here is
+# idempotent (txn-tagged appends, conditional MERGEs), so trying again is safe.
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentWriteException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+CONFLICT_ATTEMPTS = 6
+
+
+def retry_on_conflict(action: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run ``action``; when a concurrent Delta commit makes it fail, wait briefly and retry."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not any(name in str(exc) for name in _CONFLICTS):
+                raise
+            time.sleep(random.uniform(0.1, 0.5) * attempt)
+    raise AssertionError("unreachable")
 
 
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
@@ -43,7 +73,7 @@ def write_table(
         writer = writer.option("overwriteSchema", "true")
     for key, value in {**(properties or {}), **(options or {})}.items():
         writer = writer.option(key, value)
-    writer.save(ref.location)
+    retry_on_conflict(lambda: writer.save(ref.location))
 
 
 def idempotent_options(app_id: str, version: int) -> dict[str, str]:
@@ -98,10 +128,14 @@ def merge_rows(
     Unmatched rows are inserted; matched rows are replaced when ``update_when`` holds (never
     when it is None). Returns the commit's operation metrics (``numTargetRowsInserted``, ...).
     """
-    merge = DeltaTable.forPath(spark, ref.location).alias("t").merge(rows.alias("s"), on)
-    if update_when is not None:
-        merge = merge.whenMatchedUpdateAll(condition=update_when)
-    merge.whenNotMatchedInsertAll().execute()
+
+    def merge() -> None:
+        builder = DeltaTable.forPath(spark, ref.location).alias("t").merge(rows.alias("s"), on)
+        if update_when is not None:
+            builder = builder.whenMatchedUpdateAll(condition=update_when)
+        builder.whenNotMatchedInsertAll().execute()
+
+    retry_on_conflict(merge)
     return last_operation_metrics(spark, ref)
 
 

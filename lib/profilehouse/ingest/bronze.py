@@ -330,22 +330,33 @@ class _LoggedFile:
     logged_at: dt.datetime
 
 
-def _file_log(spark: SparkSession, catalog: TableCatalog, source: str) -> list[_LoggedFile]:
-    """Every file-log entry of ``source`` (one per file and status; small: metadata only)."""
+def file_log_by_source(
+    spark: SparkSession, catalog: TableCatalog, source: str | None = None
+) -> dict[str, list[_LoggedFile]]:
+    """The file-log entries (one per file and status; metadata only) of each source, or of
+    ``source`` only."""
     ref = file_log_table(catalog)
     if not delta_io.table_exists(spark, ref):
-        return []
-    rows = delta_io.read_table(spark, ref).where(F.col("source") == source).collect()
-    return [
-        _LoggedFile(
-            LandingFile(r.file_path, r.spark_path, r.size, r.modification_time, r.batch),
-            r.load_id,
-            r.status,
-            r.rows,
-            r.logged_at,
+        return {}
+    log = delta_io.read_table(spark, ref)
+    if source is not None:
+        log = log.where(F.col("source") == source)
+    entries: dict[str, list[_LoggedFile]] = defaultdict(list)
+    for r in log.collect():
+        entries[r.source].append(
+            _LoggedFile(
+                LandingFile(r.file_path, r.spark_path, r.size, r.modification_time, r.batch),
+                r.load_id,
+                r.status,
+                r.rows,
+                r.logged_at,
+            )
         )
-        for r in rows
-    ]
+    return dict(entries)
+
+
+def _file_log(spark: SparkSession, catalog: TableCatalog, source: str) -> list[_LoggedFile]:
+    return file_log_by_source(spark, catalog, source).get(source, [])
 
 
 def _append_file_log(
@@ -469,17 +480,23 @@ def _changed_files(logged: dict[str, LandingFile], listed: list[LandingFile]) ->
 
 
 def load_bronze_source(
-    spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, landing_root: str
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    landing_root: str,
+    log: list[_LoggedFile] | None = None,
 ) -> BronzeLoad:
     """Load every not-yet-loaded file of ``spec`` into its bronze table, exactly once.
 
-    Finishes pending loads of a crashed run first. Raises :class:`SchemaError` for a missing
-    landing folder or a bad file (naming it), and :class:`ProfilehouseError` when a file that
-    was loaded before has changed since (corrections must arrive as new files).
+    Finishes pending loads of a crashed run first. ``log``: the source's file-log entries when
+    the caller has read them already (:func:`file_log_by_source`). Raises :class:`SchemaError`
+    for a missing landing folder or a bad file (naming it), and :class:`ProfilehouseError` when
+    a file that was loaded before has changed since (corrections must arrive as new files).
     """
     started = time.perf_counter()
     result = BronzeLoad(spec.name)
-    log = _file_log(spark, catalog, spec.name)
+    if log is None:
+        log = _file_log(spark, catalog, spec.name)
     loaded_ids = {e.load_id for e in log if e.status == LOADED}
     pending: dict[int, list[_LoggedFile]] = defaultdict(list)
     for entry in log:
@@ -509,6 +526,9 @@ def load_bronze_source(
     return result
 
 
-def loaded_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) -> list[int]:
-    """Load IDs of ``source`` whose rows are committed to bronze, in order."""
-    return sorted({e.load_id for e in _file_log(spark, catalog, source) if e.status == LOADED})
+def loaded_load_ids_by_source(spark: SparkSession, catalog: TableCatalog) -> dict[str, list[int]]:
+    """For each source, the load IDs whose rows are committed to bronze, in order."""
+    return {
+        source: sorted({e.load_id for e in entries if e.status == LOADED})
+        for source, entries in file_log_by_source(spark, catalog).items()
+    }

@@ -36,7 +36,7 @@ from pyspark.sql import types as T
 from profilehouse import delta_io
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.errors import ProfilehouseError, SchemaError
-from profilehouse.ingest.bronze import bronze_table, loaded_load_ids
+from profilehouse.ingest.bronze import bronze_table, loaded_load_ids_by_source
 from profilehouse.ingest.source_config import SourceSpec
 from profilehouse.ingest.validate import (
     ERRORS,
@@ -415,25 +415,28 @@ def _append_reconciliation(
 # --- the load ------------------------------------------------------------------------------------
 
 
-def done_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) -> set[int]:
-    """Load IDs of ``source`` already processed into silver."""
+def pending_loads_by_source(spark: SparkSession, catalog: TableCatalog) -> dict[str, list[int]]:
+    """For each source, its bronze loads not yet processed into silver, oldest first."""
     ref = reconciliation_table(catalog)
-    if not delta_io.table_exists(spark, ref):
-        return set()
-    rows = (
-        delta_io.read_table(spark, ref)
-        .where((F.col("source") == source) & (F.col("status") == PASSED))
-        .select("load_id")
-        .distinct()
-        .collect()
-    )
-    return {int(r["load_id"]) for r in rows}
+    done: set[tuple[str, int]] = set()
+    if delta_io.table_exists(spark, ref):
+        rows = (
+            delta_io.read_table(spark, ref)
+            .where(F.col("status") == PASSED)
+            .select("source", "load_id")
+            .distinct()
+            .collect()
+        )
+        done = {(r["source"], int(r["load_id"])) for r in rows}
+    return {
+        source: [i for i in load_ids if (source, i) not in done]
+        for source, load_ids in loaded_load_ids_by_source(spark, catalog).items()
+    }
 
 
 def pending_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) -> list[int]:
     """Bronze loads of ``source`` not yet in silver, oldest first."""
-    done = done_load_ids(spark, catalog, source)
-    return [i for i in loaded_load_ids(spark, catalog, source) if i not in done]
+    return pending_loads_by_source(spark, catalog).get(source, [])
 
 
 def validated_load(
@@ -489,12 +492,19 @@ def load_silver_load(
 
 
 def load_silver_source(
-    spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, key: bytes
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    key: bytes,
+    pending: list[int] | None = None,
 ) -> SilverLoad:
-    """Process every bronze load of ``spec`` not yet in silver, oldest first."""
+    """Process every bronze load of ``spec`` not yet in silver, oldest first (``pending``: those
+    load IDs when the caller has read them already, see :func:`pending_loads_by_source`)."""
     started = time.perf_counter()
     result = SilverLoad(spec.name)
-    for load_id in pending_load_ids(spark, catalog, spec.name):
+    if pending is None:
+        pending = pending_load_ids(spark, catalog, spec.name)
+    for load_id in pending:
         load_silver_load(spark, catalog, spec, load_id, key, result)
     result.seconds = round(time.perf_counter() - started, 2)
     return result

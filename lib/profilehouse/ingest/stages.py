@@ -6,17 +6,26 @@ Used by ``jobs/bronze.py``, ``jobs/silver.py`` and the pipeline job.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from pyspark.sql import SparkSession
 
 from profilehouse.catalog import TableCatalog
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import ConfigError
-from profilehouse.ingest.bronze import BronzeLoad, load_bronze_source
-from profilehouse.ingest.silver import RejectRateError, SilverLoad, load_silver_source
+from profilehouse.ingest.bronze import BronzeLoad, file_log_by_source, load_bronze_source
+from profilehouse.ingest.silver import (
+    RejectRateError,
+    SilverLoad,
+    load_silver_source,
+    pending_loads_by_source,
+)
 from profilehouse.ingest.source_config import SourceSpec, load_sources
 from profilehouse.privacy.tokens import load_token_key
+
+T = TypeVar("T")
 
 
 def selected_sources(conf_dir: Path | None, names: Iterable[str] | None = None) -> list[SourceSpec]:
@@ -34,24 +43,67 @@ def selected_sources(conf_dir: Path | None, names: Iterable[str] | None = None) 
     return [by_name[n] for n in names]
 
 
+def _for_each_source(
+    spark: SparkSession,
+    sources: list[SourceSpec],
+    parallelism: int,
+    stage: str,
+    work: Callable[[SourceSpec], T],
+) -> list[T | BaseException]:
+    """``work`` for every source, ``parallelism`` at a time; results (or the exception each
+    raised) in source order. Each thread labels its Spark jobs '<stage> <source>'."""
+
+    def labelled(spec: SourceSpec) -> T | BaseException:
+        spark.sparkContext.setJobDescription(f"{stage} {spec.name}")
+        try:
+            return work(spec)
+        except Exception as exc:  # reported by the caller, after the other sources ran
+            return exc
+        finally:
+            spark.sparkContext.setJobDescription(None)
+
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix=stage) as pool:
+        return list(pool.map(labelled, sources))
+
+
+def _raise_first_error(
+    sources: list[SourceSpec], results: list, stage: str, skip: type[Exception] | None = None
+) -> None:
+    """Re-raise the first source's exception (noting which other sources failed too)."""
+    failed = [
+        (spec.name, r)
+        for spec, r in zip(sources, results, strict=True)
+        if isinstance(r, BaseException) and not (skip and isinstance(r, skip))
+    ]
+    if failed:
+        first = failed[0][1]
+        if len(failed) > 1:
+            first.add_note(f"{stage} also failed for: {', '.join(n for n, _ in failed[1:])}")
+        raise first
+
+
 def run_bronze_stage(
     spark: SparkSession,
     env: EnvironmentConfig,
     sources: list[SourceSpec],
     progress: Callable[[str], None] = print,
 ) -> list[BronzeLoad]:
-    """Load each source's new landing files into bronze."""
+    """Load each source's new landing files into bronze (``env.ingest_parallelism`` at once)."""
     catalog = TableCatalog(env.warehouse_uri)
-    loads = []
-    for spec in sources:
-        load = load_bronze_source(spark, catalog, spec, env.landing_uri)
-        resumed = load.resumed_pending
+    logs = file_log_by_source(spark, catalog)
+
+    def load(spec: SourceSpec) -> BronzeLoad:
+        result = load_bronze_source(spark, catalog, spec, env.landing_uri, logs.get(spec.name, []))
+        resumed = result.resumed_pending
         progress(
-            f"  bronze {spec.name}: {load.files} new file(s), {load.rows:,} rows"
+            f"  bronze {spec.name}: {result.files} new file(s), {result.rows:,} rows"
             + (f", finished {resumed} interrupted load(s)" if resumed else "")
         )
-        loads.append(load)
-    return loads
+        return result
+
+    results = _for_each_source(spark, sources, env.ingest_parallelism, "bronze", load)
+    _raise_first_error(sources, results, "bronze")
+    return results
 
 
 def run_silver_stage(
@@ -60,31 +112,34 @@ def run_silver_stage(
     sources: list[SourceSpec],
     progress: Callable[[str], None] = print,
 ) -> list[SilverLoad]:
-    """Process each source's new bronze loads into silver.
+    """Process each source's new bronze loads into silver (``env.ingest_parallelism`` at once).
 
     A source whose reject rate exceeds its threshold does not stop the others; the stage raises
     :class:`RejectRateError` listing all such sources at the end.
     """
     catalog = TableCatalog(env.warehouse_uri)
     key = load_token_key()
-    loads, failures = [], []
-    for spec in sources:
-        try:
-            load = load_silver_source(spark, catalog, spec, key)
-        except RejectRateError as exc:
-            progress(f"  silver {spec.name}: FAILED: {exc}")
-            failures.append(str(exc))
-            continue
+    pending = pending_loads_by_source(spark, catalog)
+
+    def load(spec: SourceSpec) -> SilverLoad:
+        result = load_silver_source(spark, catalog, spec, key, pending.get(spec.name, []))
         progress(
-            f"  silver {spec.name}: {load.rows_in:,} in, {load.accepted:,} accepted, "
-            f"{load.quarantined:,} quarantined"
+            f"  silver {spec.name}: {result.rows_in:,} in, {result.accepted:,} accepted, "
+            f"{result.quarantined:,} quarantined"
         )
-        loads.append(load)
-    if failures:
+        return result
+
+    results = _for_each_source(spark, sources, env.ingest_parallelism, "silver", load)
+    rejected = [r for r in results if isinstance(r, RejectRateError)]
+    for error in rejected:
+        progress(f"  silver FAILED: {error}")
+    _raise_first_error(sources, results, "silver", skip=RejectRateError)
+    if rejected:
         raise RejectRateError(
-            f"{len(failures)} source(s) rejected too many rows:\n" + "\n".join(failures)
+            f"{len(rejected)} source(s) rejected too many rows:\n"
+            + "\n".join(str(e) for e in rejected)
         )
-    return loads
+    return results
 
 
 def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
