@@ -1,0 +1,31 @@
+"""Identity stage: link every silver record to one stable master customer ID.
+
+    python jobs/identity.py --env local
+    spark-submit ... jobs/identity.py --env cluster --conf-dir /path/to/conf
+
+Reads the silver tables and the PII vault named in conf/identity.yaml; writes the identity
+tables and ops.identity_metrics. Reports quality against the generator's ground truth when the
+environment's truth folder holds one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.identity.stage import run_identity_stage
+from profilehouse.session import build_spark_session
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__.splitlines()[0])
+    ctx = parse_job_args(parser, argv)
+    spark = build_spark_session(ctx.env, app_name="profilehouse-identity")
+    result = run_identity_stage(spark, ctx.env, ctx.conf_dir, truth_uri=ctx.env.truth_uri)
+    print(json.dumps(result.figures, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Identity resolution: clustering source records into master customers with stable IDs."""

@@ -1,0 +1,241 @@
+"""Clustering identity records into persons: noise guards, two linking phases, components.
+
+Phase 1 links records by **strong** identifiers (national ID, customer/member numbers, openids,
+devices, ...) and by **probabilistic matches** between person records; connected components of
+that graph are the phase-1 clusters. A cluster holding at least one person record is *anchored*.
+
+Phase 2 uses **medium** identifiers (mobile, e-mail), which families share:
+
+- a value held by person records of two or more phase-1 clusters (a family mobile) links
+  nothing and is reported (``shared_by_persons``);
+- unanchored clusters (e.g. an e-commerce buyer's orders, receipts with a typed mobile) are
+  grouped by the medium values no person holds; a group reaching exactly one anchored cluster
+  through values that cluster alone holds joins it; a group reaching several stays on its own
+  (reported as ``ambiguous_attachment``); anchored clusters are never merged in phase 2.
+
+Before either phase, an identifier value held by more than its kind's ``max_records`` records of
+one source is noise (a store's default till mobile): reported, never used to link.
+
+Node ids are 64-bit hashes of the record ID or the namespaced identifier value; a collision is
+detected (one aggregate) and raised rather than silently merging two nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from profilehouse.errors import ProfilehouseError
+from profilehouse.identity.components import components_with_isolated
+from profilehouse.identity.records import RECORD_ID
+from profilehouse.identity.settings import IdentitySettings
+
+
+class NodeIdCollisionError(ProfilehouseError):
+    """Two distinct record IDs or identifier values hashed to the same node id."""
+
+
+def node_id_expr(key: Column) -> Column:
+    """64-bit node id of a record ID or namespaced identifier value."""
+    return F.xxhash64(key)
+
+
+@dataclass
+class Clustering:
+    """Result of :func:`cluster_records` (DataFrames are persisted; call ``unpersist``)."""
+
+    clusters: DataFrame  # record_id, cluster_id (long), phase ('1' anchored, '2' attached, ...)
+    noise: DataFrame  # kind, value, source, records, reason
+    evidence: DataFrame  # record_id, kind, value, evidence ('identifier' | 'attached')
+    figures: dict
+    _persisted: tuple[DataFrame, ...] = ()
+
+    def unpersist(self) -> None:
+        for df in self._persisted:
+            df.unpersist()
+
+
+def _trust_map(settings: IdentitySettings) -> Column:
+    pairs = [x for k, spec in settings.identifiers.items() for x in (F.lit(k), F.lit(spec.trust))]
+    return F.create_map(*pairs)
+
+
+def _cap_map(settings: IdentitySettings) -> Column:
+    pairs = [
+        x for k, spec in settings.identifiers.items() for x in (F.lit(k), F.lit(spec.max_records))
+    ]
+    return F.create_map(*pairs)
+
+
+def noisy_values(identifiers: DataFrame, settings: IdentitySettings) -> DataFrame:
+    """Identifier values held by more records of one source than their kind allows."""
+    return (
+        identifiers.groupBy("kind", "value", "source")
+        .agg(F.countDistinct(RECORD_ID).alias("records"))
+        .where(F.col("records") > F.element_at(_cap_map(settings), F.col("kind")))
+        .withColumn("reason", F.lit("max_records"))
+    )
+
+
+def _check_no_collisions(nodes: DataFrame) -> None:
+    """Raise when two distinct keys share a node id (one small aggregate)."""
+    clash = (
+        nodes.groupBy("node").agg(F.countDistinct("key").alias("keys")).where("keys > 1").limit(1)
+    ).collect()
+    if clash:
+        raise NodeIdCollisionError(
+            f"node id {clash[0]['node']} is shared by {clash[0]['keys']} keys; "
+            "re-run with a different hash salt"
+        )
+
+
+def cluster_records(
+    records: DataFrame,
+    identifiers: DataFrame,
+    matches: DataFrame,
+    settings: IdentitySettings,
+    checkpoint_dir: str | None = None,
+) -> Clustering:
+    """Cluster ``records`` (record_id, role) by ``identifiers`` (record_id, source, kind,
+    value) and probabilistic ``matches`` between person records (record_id_l, record_id_r)."""
+    persisted: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(df)
+        return df
+
+    noise = keep(noisy_values(identifiers, settings))
+    usable = keep(
+        identifiers.join(F.broadcast(noise.select("value").distinct()), "value", "left_anti")
+        .withColumn("trust", F.element_at(_trust_map(settings), F.col("kind")))
+        .withColumn("record_node", node_id_expr(F.col(RECORD_ID)))
+        .withColumn("value_node", node_id_expr(F.concat(F.lit("v|"), F.col("value"))))
+    )
+    record_nodes = keep(
+        records.select(RECORD_ID, "role").withColumn("node", node_id_expr(F.col(RECORD_ID)))
+    )
+    _check_no_collisions(
+        record_nodes.select("node", F.col(RECORD_ID).alias("key")).unionByName(
+            usable.select(F.col("value_node").alias("node"), F.col("value").alias("key"))
+        )
+    )
+
+    # phase 1: strong identifiers + probabilistic matches
+    strong = usable.where(F.col("trust") == "strong").select(
+        F.col("record_node").alias("src"), F.col("value_node").alias("dst")
+    )
+    matched = matches.select(
+        node_id_expr(F.col("record_id_l")).alias("src"),
+        node_id_expr(F.col("record_id_r")).alias("dst"),
+    )
+    with components_with_isolated(
+        record_nodes.select("node"),
+        strong.unionByName(matched),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=settings.clusters.checkpoint_every,
+    ) as phase1:
+        first = keep(
+            record_nodes.join(phase1.df.withColumnRenamed("component", "c1"), "node").select(
+                RECORD_ID, "role", "c1"
+            )
+        )
+        first.count()  # materialise before the components' checkpoint is released
+        phase1_iterations = phase1.iterations
+    anchored = keep(first.where(F.col("role") == "person").select("c1").distinct())
+
+    # phase 2: medium identifiers
+    medium = usable.where(F.col("trust") == "medium").join(
+        first.select(RECORD_ID, "c1", "role"), RECORD_ID
+    )
+    holders = (
+        medium.where(F.col("role") == "person")
+        .groupBy("value")
+        .agg(F.countDistinct("c1").alias("person_clusters"), F.min("c1").alias("owner"))
+    )
+    shared = holders.where(F.col("person_clusters") > 1)
+    owned = holders.where(F.col("person_clusters") == 1).select("value", "owner")
+    loose = medium.join(anchored, "c1", "left_anti")  # records of unanchored clusters
+    unowned = loose.join(holders.select("value"), "value", "left_anti")
+    loose_clusters = loose.select(F.col("c1").alias("node")).distinct()
+    with components_with_isolated(
+        loose_clusters,
+        unowned.select(F.col("c1").alias("src"), F.col("value_node").alias("dst")),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=settings.clusters.checkpoint_every,
+    ) as phase2:
+        groups = keep(
+            phase2.df.join(loose_clusters, "node").select(
+                F.col("node").alias("c1"), F.col("component").alias("group")
+            )
+        )
+        groups.count()
+        phase2_iterations = phase2.iterations
+    reach = (
+        loose.join(owned, "value")
+        .join(groups, "c1")
+        .groupBy("group")
+        .agg(F.countDistinct("owner").alias("owners"), F.min("owner").alias("owner"))
+    )
+    attach = groups.join(reach, "group", "left").select(
+        "c1",
+        F.when(F.col("owners") == 1, F.col("owner")).otherwise(F.col("group")).alias("final"),
+        F.when(F.col("owners") == 1, F.lit("attached"))
+        .when(F.col("owners") > 1, F.lit("ambiguous_attachment"))
+        .otherwise(F.lit("grouped"))
+        .alias("how"),
+    )
+    clusters = keep(
+        first.join(attach, "c1", "left").select(
+            RECORD_ID,
+            "role",
+            F.coalesce("final", "c1").alias("cluster_id"),
+            F.coalesce("how", F.lit("phase1")).alias("how"),
+        )
+    )
+    noise_report = keep(
+        noise.unionByName(
+            medium.join(shared.select("value", "person_clusters"), "value")
+            .groupBy("kind", "value", "source")
+            .agg(F.countDistinct(RECORD_ID).alias("records"))
+            .withColumn("reason", F.lit("shared_by_persons"))
+        )
+    )
+    evidence = usable.select(
+        RECORD_ID,
+        "kind",
+        "value",
+        F.when(F.col("trust") == "strong", F.lit("strong_identifier"))
+        .otherwise(F.lit("medium_identifier"))
+        .alias("evidence"),
+    ).join(noise_report.select("value").distinct(), "value", "left_anti")
+    figures = _clustering_figures(clusters, noise_report)
+    figures |= {"phase1_iterations": phase1_iterations, "phase2_iterations": phase2_iterations}
+    return Clustering(clusters, noise_report, evidence, figures, tuple(persisted))
+
+
+def _clustering_figures(clusters: DataFrame, noise: DataFrame) -> dict:
+    """Counts for the run summary (two small aggregates)."""
+    sizes = clusters.groupBy("cluster_id").agg(
+        F.count(F.lit(1)).alias("records"),
+        F.sum((F.col("role") == "person").cast("int")).alias("persons"),
+    )
+    row = sizes.agg(
+        F.count(F.lit(1)).alias("clusters"),
+        F.max("records").alias("largest_cluster"),
+        F.max("persons").alias("most_person_records"),
+        F.sum((F.col("persons") > 0).cast("int")).alias("anchored_clusters"),
+    ).first()
+    how = {r["how"]: int(r["count"]) for r in clusters.groupBy("how").count().collect()}
+    reasons = {r["reason"]: int(r["count"]) for r in noise.groupBy("reason").count().collect()}
+    return {
+        "clusters": int(row["clusters"] or 0),
+        "largest_cluster": int(row["largest_cluster"] or 0),
+        "most_person_records_in_a_cluster": int(row["most_person_records"] or 0),
+        "anchored_clusters": int(row["anchored_clusters"] or 0),
+        "records_by_how": how,
+        "noisy_values_by_reason": reasons,
+    }

@@ -1,0 +1,210 @@
+"""Probabilistic record linkage on Spark: blocking → comparisons → Fellegi–Sunter scores.
+
+Works on any table of person-like records given its settings (:class:`LinkageSettings`,
+declared in YAML): deduplicating one table, or linking two (``link_only`` with a ``dataset``
+column). Parameters are estimated from the records themselves (:func:`train`), so no ground
+truth and no hand-tuning is needed; :func:`score_pairs` then scores every candidate pair.
+
+    model = train(records, settings)
+    pairs = score_pairs(records, settings, model)       # uid_l, uid_r, match_weight, ...
+    links = pairs.where(pairs.match_probability >= settings.match_threshold)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import Field, model_validator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from profilehouse.config import StrictModel
+from profilehouse.errors import SchemaError
+from profilehouse.identity.blocking import DATASET, UID, candidate_pairs
+from profilehouse.identity.comparisons import ComparisonSpec, gamma_column, gamma_sql
+from profilehouse.identity.fellegi_sunter import (
+    FellegiSunterModel,
+    estimate_u,
+    expectation_maximisation,
+    pattern_counts,
+)
+
+
+class LinkageSettings(StrictModel):
+    """How records are blocked, compared and scored."""
+
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra record columns (name → Spark SQL over the record), computed first; "
+        "blocking keys and comparisons may use them.",
+    )
+    comparisons: list[ComparisonSpec] = Field(min_length=1)
+    blocking: list[list[str]] = Field(
+        min_length=1,
+        description="Rules: lists of Spark SQL expressions over one record; equal on both "
+        "records (and non-null) makes a candidate pair. Rules are OR-ed.",
+    )
+    match_threshold: float = Field(
+        default=0.99, gt=0, lt=1, description="Match probability from which a pair is linked."
+    )
+    max_block_size: int = Field(
+        default=200, ge=2, description="Blocks with more records are skipped (and reported)."
+    )
+    u_sample_pairs: int = Field(
+        default=2_000_000, ge=1_000, description="Random pairs used to estimate u."
+    )
+    em_max_iterations: int = Field(default=100, ge=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> LinkageSettings:
+        names = [c.name for c in self.comparisons]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"comparison names must be unique, repeated: {', '.join(dupes)}")
+        if any(not rule for rule in self.blocking):
+            raise ValueError("a blocking rule needs at least one expression")
+        return self
+
+    def attribute_columns(self) -> list[str]:
+        """Columns the comparisons read."""
+        return sorted({c.column for c in self.comparisons})
+
+
+def tf_column(spec: ComparisonSpec) -> str:
+    return f"__tf_{spec.column}"
+
+
+def prepared_records(records: DataFrame, settings: LinkageSettings) -> DataFrame:
+    """Records with the derived columns and term frequencies added; checks required columns."""
+    if UID not in records.columns:
+        raise SchemaError(f"linkage records need a '{UID}' column; present: {records.columns}")
+    out = records.withColumns({k: F.expr(v) for k, v in settings.derived.items()})
+    missing = [c for c in settings.attribute_columns() if c not in out.columns]
+    if missing:
+        raise SchemaError(
+            f"comparison column(s) {', '.join(missing)} not in the records "
+            f"(present: {', '.join(out.columns)})"
+        )
+    for spec in settings.comparisons:
+        if spec.term_frequency and tf_column(spec) not in out.columns:
+            out = _with_term_frequency(out, spec.column, tf_column(spec))
+    return out
+
+
+def _with_term_frequency(records: DataFrame, column: str, name: str) -> DataFrame:
+    """``records`` plus ``name``: the share of records (with a value) holding this value."""
+    counts = records.where(F.col(column).isNotNull()).groupBy(column).count()
+    total = F.sum("count").over(_whole())
+    freq = counts.select(column, (F.col("count") / total).alias(name))
+    return records.join(freq, column, "left")
+
+
+def _whole():
+    from pyspark.sql import Window
+
+    return Window.partitionBy()
+
+
+def comparison_vectors(
+    pairs: DataFrame, records: DataFrame, settings: LinkageSettings
+) -> DataFrame:
+    """Pairs with both records as structs ``l`` and ``r`` and one gamma column per comparison."""
+    side = records.select(UID, F.struct(*records.columns).alias("rec"))
+    joined = pairs.join(
+        side.select(F.col(UID).alias("uid_l"), F.col("rec").alias("l")), "uid_l"
+    ).join(side.select(F.col(UID).alias("uid_r"), F.col("rec").alias("r")), "uid_r")
+    return joined.withColumns(
+        {gamma_column(c): F.expr(gamma_sql(c)).cast("int") for c in settings.comparisons}
+    )
+
+
+def random_pairs(records: DataFrame, max_pairs: int, seed: int) -> DataFrame:
+    """About ``max_pairs`` random pairs ``(uid_l, uid_r)`` (nearly all of them non-matches)."""
+    n = records.count()
+    sample = max(2, math.ceil(math.sqrt(2 * max_pairs)))
+    fraction = min(1.0, sample / max(n, 1))
+    picked = records.select(UID).sample(fraction=fraction, seed=seed).cache()
+    return (
+        picked.alias("a")
+        .crossJoin(picked.alias("b"))
+        .where(F.col(f"a.{UID}") < F.col(f"b.{UID}"))
+        .select(F.col(f"a.{UID}").alias("uid_l"), F.col(f"b.{UID}").alias("uid_r"))
+    )
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """The fitted model and what training saw."""
+
+    model: FellegiSunterModel
+    random_pairs: int
+    candidate_pairs: int
+
+
+def train(records: DataFrame, settings: LinkageSettings, link_only: bool = False) -> TrainingReport:
+    """Estimate u from random pairs and m, λ by EM over the blocked candidate pairs."""
+    prepared = prepared_records(records, settings).cache()
+    specs = settings.comparisons
+    randoms = comparison_vectors(
+        random_pairs(prepared, settings.u_sample_pairs, settings.seed), prepared, settings
+    )
+    u_counts = pattern_counts(randoms, specs)
+    u = estimate_u(u_counts, specs)
+    pairs, _oversize = candidate_pairs(
+        prepared, settings.blocking, settings.max_block_size, link_only
+    )
+    counts = pattern_counts(comparison_vectors(pairs, prepared, settings), specs)
+    model = expectation_maximisation(counts, specs, u, max_iterations=settings.em_max_iterations)
+    tf = {s.name: tf_column(s) for s in specs if s.term_frequency}
+    model = FellegiSunterModel(
+        model.comparisons, model.prior, model.m, model.u, model.em_iterations, tf
+    )
+    prepared.unpersist()
+    return TrainingReport(model, sum(u_counts.values()), sum(counts.values()))
+
+
+def scored_vectors(vectors: DataFrame, model: FellegiSunterModel) -> DataFrame:
+    """Comparison vectors plus ``bf_<name>`` per comparison, ``match_weight`` and probability."""
+    bfs = {f"bf_{s.name}": F.expr(model.bayes_factor_sql(s)) for s in model.comparisons}
+    out = vectors.withColumns(bfs)
+    weight = F.lit(model.prior_weight())
+    for name in bfs:
+        weight = weight + F.col(name)
+    return out.withColumn("match_weight", weight).withColumn(
+        "match_probability",
+        F.pow(F.lit(2.0), F.col("match_weight"))
+        / (F.lit(1.0) + F.pow(F.lit(2.0), F.col("match_weight"))),
+    )
+
+
+def score_pairs(
+    records: DataFrame,
+    settings: LinkageSettings,
+    model: FellegiSunterModel,
+    link_only: bool = False,
+) -> tuple[DataFrame, DataFrame]:
+    """Every candidate pair scored (``uid_l, uid_r, rule, gamma_*, bf_*, match_weight,
+    match_probability``) and the oversize blocks skipped by blocking."""
+    prepared = prepared_records(records, settings)
+    pairs, oversize = candidate_pairs(
+        prepared, settings.blocking, settings.max_block_size, link_only
+    )
+    vectors = comparison_vectors(pairs, prepared, settings)
+    gammas = [gamma_column(s) for s in settings.comparisons]
+    scored = scored_vectors(vectors, model)
+    keep = ["uid_l", "uid_r", "rule", *gammas, *[f"bf_{s.name}" for s in settings.comparisons]]
+    return scored.select(*keep, "match_weight", "match_probability"), oversize
+
+
+__all__ = [
+    "DATASET",
+    "UID",
+    "LinkageSettings",
+    "TrainingReport",
+    "comparison_vectors",
+    "prepared_records",
+    "score_pairs",
+    "train",
+]
