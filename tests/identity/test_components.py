@@ -231,7 +231,7 @@ def test_reliable_checkpoints_in_a_directory(spark: SparkSession, tmp_path: Path
     edges: list[Edge] = [(labels[i], labels[i + 1]) for i in range(n - 1)]
     result = connected_components(edges_df(spark, edges), str(tmp_path), checkpoint_every=1)
     try:
-        assert spark.sparkContext.getCheckpointDir().startswith(tmp_path.as_uri().rstrip("/"))
+        assert str(tmp_path) in (spark.sparkContext.getCheckpointDir() or "")
         assert_components(spark, result, dict.fromkeys(range(n), 0))
         assert result.iterations >= 2  # so intermediate checkpoints were written and removed
         # only the result's checkpoint is left while the result is in use

@@ -144,7 +144,13 @@ class TrainingReport:
 
 
 def train(records: DataFrame, settings: LinkageSettings, link_only: bool = False) -> TrainingReport:
-    """Estimate u from random pairs and m, λ by EM over the blocked candidate pairs."""
+    """Estimate u from random pairs, then m and λ by EM over candidate and random pairs.
+
+    The random pairs join the EM so that non-matches are always well represented: selective
+    blocking rules can yield candidates that are nearly all matches, where EM on candidates
+    alone cannot tell the two classes apart. λ is then the match share of that mixture, a
+    conservative prior for a candidate pair (the blocking itself is not counted as evidence).
+    """
     prepared = prepared_records(records, settings).cache()
     specs = settings.comparisons
     randoms = comparison_vectors(
@@ -156,10 +162,13 @@ def train(records: DataFrame, settings: LinkageSettings, link_only: bool = False
         prepared, settings.blocking, settings.max_block_size, link_only
     )
     counts = pattern_counts(comparison_vectors(pairs, prepared, settings), specs)
-    model = expectation_maximisation(counts, specs, u, max_iterations=settings.em_max_iterations)
+    mixture = dict(u_counts)
+    for pattern, count in counts.items():
+        mixture[pattern] = mixture.get(pattern, 0) + count
+    fitted = expectation_maximisation(mixture, specs, u, max_iterations=settings.em_max_iterations)
     tf = {s.name: tf_column(s) for s in specs if s.term_frequency}
     model = FellegiSunterModel(
-        model.comparisons, model.prior, model.m, model.u, model.em_iterations, tf
+        fitted.comparisons, fitted.prior, fitted.m, fitted.u, fitted.em_iterations, tf
     )
     prepared.unpersist()
     return TrainingReport(model, sum(u_counts.values()), sum(counts.values()))

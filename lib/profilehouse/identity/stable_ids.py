@@ -46,12 +46,17 @@ EVENT_MERGED = "merged"
 EVENT_SPLIT = "split"
 
 _CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK
-_CANDIDATE_SCHEMA = T.StructType(
+_FLAGGED_SCHEMA = T.StructType(
     [
         T.StructField("cluster_id", T.LongType()),
         T.StructField("master_id", T.StringType()),
         T.StructField("overlap", T.LongType()),
+        T.StructField("matched", T.BooleanType()),
     ]
+)
+# An ID with the overlap it is ranked by; sort_array orders these largest overlap first.
+_RANKED_ID = T.StructType(
+    [T.StructField("neg_overlap", T.LongType()), T.StructField("id", T.StringType())]
 )
 
 
@@ -66,9 +71,9 @@ class MasterIdAssignment:
     master descends from: [its own ID] when kept, its own ID then the absorbed IDs when merged,
     the old masters its records came from when split (largest overlap first), [] when new.
 
-    The three frames read from ``cached`` (the overlap candidates and the matching, kept at
+    All three are computed from ``cached`` (the flagged overlap candidates, persisted at
     MEMORY_AND_DISK so that writing each output does not redo the matching rounds): call
-    :meth:`unpersist` once the outputs are written.
+    :meth:`unpersist` once all three are written.
     """
 
     members: DataFrame
@@ -102,17 +107,16 @@ def assign_master_ids(
         raise ValueError("run_id must be a non-empty string (it salts new master IDs)")
 
     if previous is None:  # first run: nothing to inherit, no Spark job needed
-        candidates = matching = _no_candidates(clusters)
+        flagged = clusters.sparkSession.createDataFrame([], _FLAGGED_SCHEMA)
         cached: tuple[DataFrame, ...] = ()
     else:
-        candidates = overlap_candidates(clusters, previous).persist(_CACHE_LEVEL)
-        matching = greedy_overlap_matching(candidates)
-        cached = (candidates, matching)
-    retired = _retired_masters(candidates, matching)
+        flagged = greedy_overlap_matching(overlap_candidates(clusters, previous))
+        cached = (flagged,)
+    retired = _retired_masters(flagged)
     return MasterIdAssignment(
-        members=_members(clusters, matching, run_id),
-        aliases=_aliases(retired, matching, run_id),
-        lineage=_lineage(clusters, candidates, matching, retired, run_id),
+        members=_members(clusters, flagged, run_id),
+        aliases=_aliases(retired, run_id),
+        lineage=_lineage(clusters, flagged, retired, run_id),
         cached=cached,
     )
 
@@ -123,13 +127,11 @@ def new_master_id_expr(run_id: str, cluster_id: Column) -> Column:
     return F.concat(F.lit(MASTER_ID_PREFIX), F.substring(digest, 1, MASTER_ID_HEX_CHARS))
 
 
-def overlap_candidates(clusters: DataFrame, previous: DataFrame | None) -> DataFrame:
+def overlap_candidates(clusters: DataFrame, previous: DataFrame) -> DataFrame:
     """cluster_id, master_id, overlap: records each new cluster shares with each old master.
 
-    Only pairs sharing at least one record appear; empty when ``previous`` is None.
+    Only pairs sharing at least one record appear.
     """
-    if previous is None:
-        return _no_candidates(clusters)
     return (
         clusters.select("record_key", F.col("cluster_id").cast("long"))
         .join(previous.select("record_key", F.col("master_id").cast("string")), "record_key")
@@ -138,93 +140,98 @@ def overlap_candidates(clusters: DataFrame, previous: DataFrame | None) -> DataF
     )
 
 
-def _no_candidates(clusters: DataFrame) -> DataFrame:
-    """An empty cluster_id, master_id, overlap frame (no previous run)."""
-    return clusters.sparkSession.createDataFrame([], _CANDIDATE_SCHEMA)
-
-
 def greedy_overlap_matching(candidates: DataFrame) -> DataFrame:
-    """cluster_id, master_id, overlap: the greedy maximum-overlap one-to-one matching of candidates.
+    """cluster_id, master_id, overlap, matched: the candidates, flagged when in the matching.
 
-    Equals taking the candidate pairs in the order (overlap desc, master_id, cluster_id) and
-    keeping each whose cluster and master are both still free, but is computed distributedly in
-    rounds: a pair is accepted when it is the first, in that order, among the remaining pairs of
-    both its cluster and its master; the other pairs of accepted clusters and masters are then
-    dropped, until every remaining pair is accepted. Each round accepts at least the best
-    remaining pair, and typically far more: rounds are few in practice (3 on a random
-    re-clustering of 3,000 records), though a long chain of ever larger contested overlaps takes
-    about half its length. The matching is maximal: every candidate pair has a matched cluster
-    or a matched master. The result is persisted (MEMORY_AND_DISK) and materialised; the caller
-    unpersists it.
+    The matching is the greedy maximum-overlap one-to-one matching: take the candidate pairs in
+    the order (overlap desc, master_id, cluster_id) and keep each whose cluster and master are
+    both still free. It is computed distributedly in rounds: an undecided pair is matched when
+    it is the first, in that order, among the undecided pairs of both its cluster and its
+    master; the undecided pairs of the clusters and masters matched in the round are then
+    rejected. Each round matches at least the best undecided pair, and typically far more:
+    rounds are few in practice (3 on a random re-clustering of 3,000 records), though a long
+    chain of ever larger contested overlaps takes about half its length. The matching is
+    maximal: every candidate pair has a matched cluster or a matched master. The result is
+    persisted (MEMORY_AND_DISK) and materialised; the caller unpersists it.
     """
-    state = _mutual_best_pairs_round(candidates).persist(_CACHE_LEVEL)
-    open_pairs = _open_pair_count(state)
-    while open_pairs:
+    state = _mutual_best_pairs_round(
+        candidates.withColumn("matched", F.lit(None).cast("boolean"))
+    ).persist(_CACHE_LEVEL)
+    undecided = _undecided_count(state)
+    while undecided:
         next_state = _mutual_best_pairs_round(state).persist(_CACHE_LEVEL)
-        open_pairs = _open_pair_count(next_state)  # materialises it before state is released
+        undecided = _undecided_count(next_state)  # materialises it before state is released
         state.unpersist()
         state = next_state
-    matching = state.select("cluster_id", "master_id", "overlap").persist(_CACHE_LEVEL)
-    matching.count()
-    state.unpersist()
-    return matching
+    return state
 
 
 def _mutual_best_pairs_round(pairs: DataFrame) -> DataFrame:
-    """cluster_id, master_id, overlap, accepted: one round of mutual best pairs.
+    """cluster_id, master_id, overlap, matched: one round of mutual best pairs.
 
-    Keeps the accepted pairs (those already matched are accepted again, being the only pair left
-    for their cluster and master) and the pairs touching no accepted cluster or master.
+    ``matched`` is null while a pair is undecided, then true or false for good.
     """
-    by_cluster = Window.partitionBy("cluster_id").orderBy(F.desc("overlap"), F.asc("master_id"))
-    by_master = Window.partitionBy("master_id").orderBy(F.desc("overlap"), F.asc("cluster_id"))
-    ranked = pairs.select(
-        "cluster_id",
-        "master_id",
-        "overlap",
-        ((F.row_number().over(by_cluster) == 1) & (F.row_number().over(by_master) == 1)).alias(
-            "accepted"
-        ),
+    undecided = F.col("matched").isNull()
+    by_cluster = Window.partitionBy("cluster_id").orderBy(
+        undecided.desc(), F.desc("overlap"), F.asc("master_id")
     )
+    by_master = Window.partitionBy("master_id").orderBy(
+        undecided.desc(), F.desc("overlap"), F.asc("cluster_id")
+    )
+    best_for_both = (F.row_number().over(by_cluster) == 1) & (F.row_number().over(by_master) == 1)
+    ranked = pairs.select(
+        "cluster_id", "master_id", "overlap", "matched", (undecided & best_for_both).alias("won")
+    )
+    # master first: the rows are then already partitioned by master, and end by cluster_id,
+    # which is how the next round's first window wants them
     flagged = ranked.withColumn(
-        "master_taken", F.bool_or("accepted").over(Window.partitionBy("master_id"))
-    ).withColumn("cluster_taken", F.bool_or("accepted").over(Window.partitionBy("cluster_id")))
-    return flagged.filter(
-        F.col("accepted") | ~(F.col("master_taken") | F.col("cluster_taken"))
-    ).select("cluster_id", "master_id", "overlap", "accepted")
+        "master_won", F.bool_or("won").over(Window.partitionBy("master_id"))
+    ).withColumn("cluster_won", F.bool_or("won").over(Window.partitionBy("cluster_id")))
+    matched = (
+        F.when(F.col("won"), F.lit(True))
+        .when(undecided & (F.col("master_won") | F.col("cluster_won")), F.lit(False))
+        .otherwise(F.col("matched"))
+    )
+    return flagged.select("cluster_id", "master_id", "overlap", matched.alias("matched"))
 
 
-def _open_pair_count(state: DataFrame) -> int:
-    """How many pairs of a round's output are not accepted yet (runs a Spark job)."""
-    return state.filter(~F.col("accepted")).count()
+def _undecided_count(state: DataFrame) -> int:
+    """How many pairs of a round's output are still undecided (runs a Spark job)."""
+    return state.filter(F.col("matched").isNull()).count()
 
 
-def _retired_masters(candidates: DataFrame, matching: DataFrame) -> DataFrame:
-    """retired_id, cluster_id, overlap: each unmatched old master, the cluster with most of it.
+def _retired_masters(flagged: DataFrame) -> DataFrame:
+    """retired_id, surviving_id, cluster_id, overlap: unmatched old masters and their heirs.
 
-    Ties go to the smaller cluster id. That cluster is always matched (the matching is maximal).
+    An unmatched old master is absorbed by the cluster holding most of its records (ties: the
+    smaller cluster id); that cluster is always matched (the matching is maximal), and its
+    master ID survives.
     """
+    surviving = F.max(F.when(F.col("matched"), F.col("master_id")))
     best = Window.partitionBy("master_id").orderBy(F.desc("overlap"), F.asc("cluster_id"))
     return (
-        candidates.join(matching.select("master_id"), "master_id", "left_anti")
+        flagged.withColumn("surviving_id", surviving.over(Window.partitionBy("cluster_id")))
+        .withColumn("kept", F.bool_or("matched").over(Window.partitionBy("master_id")))
         .withColumn("rank", F.row_number().over(best))
-        .filter(F.col("rank") == 1)
-        .select(F.col("master_id").alias("retired_id"), "cluster_id", "overlap")
+        .filter(~F.col("kept") & (F.col("rank") == 1))
+        .select(F.col("master_id").alias("retired_id"), "surviving_id", "cluster_id", "overlap")
     )
 
 
-def _members(clusters: DataFrame, matching: DataFrame, run_id: str) -> DataFrame:
+def _members(clusters: DataFrame, flagged: DataFrame, run_id: str) -> DataFrame:
     """record_key, master_id: every record with its cluster's inherited or new master ID."""
+    inherited = flagged.filter(F.col("matched")).select(
+        "cluster_id", F.col("master_id").alias("inherited_id")
+    )
     records = clusters.select("record_key", F.col("cluster_id").cast("long"))
-    return records.join(_inherited_ids(matching), "cluster_id", "left").select(
+    return records.join(inherited, "cluster_id", "left").select(
         "record_key", _master_id_expr(run_id).alias("master_id")
     )
 
 
-def _aliases(retired: DataFrame, matching: DataFrame, run_id: str) -> DataFrame:
+def _aliases(retired: DataFrame, run_id: str) -> DataFrame:
     """retired_id, surviving_id, reason, run_id: each retired ID and the ID that absorbed it."""
-    surviving = matching.select("cluster_id", F.col("master_id").alias("surviving_id"))
-    return retired.join(surviving, "cluster_id").select(
+    return retired.select(
         "retired_id",
         "surviving_id",
         F.lit(REASON_MERGED).alias("reason"),
@@ -232,54 +239,58 @@ def _aliases(retired: DataFrame, matching: DataFrame, run_id: str) -> DataFrame:
     )
 
 
-def _lineage(
-    clusters: DataFrame,
-    candidates: DataFrame,
-    matching: DataFrame,
-    retired: DataFrame,
-    run_id: str,
-) -> DataFrame:
-    """master_id, event, from_ids, run_id: one row per cluster (so per master ID) of the run."""
-    absorbed = retired.groupBy("cluster_id").agg(
-        _ids_by_overlap("retired_id").alias("absorbed_ids")
-    )
-    split_sources = (
-        candidates.join(matching.select("cluster_id"), "cluster_id", "left_anti")
-        .groupBy("cluster_id")
-        .agg(_ids_by_overlap("master_id").alias("source_ids"))
-    )
-    inherited, absorbed_ids, source_ids = (
-        F.col("inherited_id"),
-        F.col("absorbed_ids"),
-        F.col("source_ids"),
-    )
-    event = (
-        F.when(inherited.isNotNull() & absorbed_ids.isNotNull(), EVENT_MERGED)
-        .when(inherited.isNotNull(), EVENT_KEPT)
-        .when(source_ids.isNotNull(), EVENT_SPLIT)
-        .otherwise(EVENT_NEW)
-    )
-    from_ids = F.when(
-        inherited.isNotNull(), F.concat(F.array(inherited), F.coalesce(absorbed_ids, _empty_ids()))
-    ).otherwise(F.coalesce(source_ids, _empty_ids()))
-    return (
-        clusters.select(F.col("cluster_id").cast("long"))
-        .distinct()
-        .join(_inherited_ids(matching), "cluster_id", "left")
-        .join(absorbed, "cluster_id", "left")
-        .join(split_sources, "cluster_id", "left")
-        .select(
-            _master_id_expr(run_id).alias("master_id"),
-            event.alias("event"),
-            from_ids.alias("from_ids"),
-            F.lit(run_id).alias("run_id"),
+def _lineage(clusters: DataFrame, flagged: DataFrame, retired: DataFrame, run_id: str) -> DataFrame:
+    """master_id, event, from_ids, run_id: one row per cluster (so per master ID) of the run.
+
+    One aggregation per cluster over its records, its candidate pairs and the masters it absorbed.
+    """
+    no_id, no_ranked_id = F.lit(None).cast("string"), F.lit(None).cast(_RANKED_ID)
+    facts = (
+        clusters.select(
+            F.col("cluster_id").cast("long"),
+            no_id.alias("inherited_id"),
+            no_ranked_id.alias("source"),
+            no_ranked_id.alias("absorbed"),
+        )
+        .unionByName(
+            flagged.select(
+                "cluster_id",
+                F.when(F.col("matched"), F.col("master_id")).alias("inherited_id"),
+                _ranked_id("master_id").alias("source"),
+                no_ranked_id.alias("absorbed"),
+            )
+        )
+        .unionByName(
+            retired.select(
+                "cluster_id",
+                no_id.alias("inherited_id"),
+                no_ranked_id.alias("source"),
+                _ranked_id("retired_id").alias("absorbed"),
+            )
         )
     )
-
-
-def _inherited_ids(matching: DataFrame) -> DataFrame:
-    """cluster_id, inherited_id: the old master ID each matched cluster keeps."""
-    return matching.select("cluster_id", F.col("master_id").alias("inherited_id"))
+    summary = facts.groupBy("cluster_id").agg(
+        F.max("inherited_id").alias("inherited_id"),
+        _ids_by_overlap("source").alias("source_ids"),
+        _ids_by_overlap("absorbed").alias("absorbed_ids"),
+    )
+    inherited = F.col("inherited_id")
+    absorbed_ids, source_ids = F.col("absorbed_ids"), F.col("source_ids")
+    event = (
+        F.when(inherited.isNotNull() & (F.size(absorbed_ids) > 0), EVENT_MERGED)
+        .when(inherited.isNotNull(), EVENT_KEPT)
+        .when(F.size(source_ids) > 0, EVENT_SPLIT)
+        .otherwise(EVENT_NEW)
+    )
+    from_ids = F.when(inherited.isNotNull(), F.concat(F.array(inherited), absorbed_ids)).otherwise(
+        source_ids
+    )
+    return summary.select(
+        _master_id_expr(run_id).alias("master_id"),
+        event.alias("event"),
+        from_ids.alias("from_ids"),
+        F.lit(run_id).alias("run_id"),
+    )
 
 
 def _master_id_expr(run_id: str) -> Column:
@@ -287,19 +298,17 @@ def _master_id_expr(run_id: str) -> Column:
     return F.coalesce(F.col("inherited_id"), new_master_id_expr(run_id, F.col("cluster_id")))
 
 
-def _empty_ids() -> Column:
-    """An empty array<string>."""
-    return F.array().cast(T.ArrayType(T.StringType()))
-
-
-def _ids_by_overlap(id_column: str) -> Column:
-    """Aggregate: the group's ``id_column`` values, largest overlap first (ties: smaller ID)."""
-    pairs = F.sort_array(
-        F.collect_list(
-            F.struct((-F.col("overlap")).alias("neg_overlap"), F.col(id_column).alias("id"))
-        )
+def _ranked_id(id_column: str) -> Column:
+    """``id_column`` with the overlap to rank it by (a _RANKED_ID struct)."""
+    return F.struct(
+        (-F.col("overlap")).alias("neg_overlap"), F.col(id_column).cast("string").alias("id")
     )
-    return F.transform(pairs, lambda pair: pair["id"])
+
+
+def _ids_by_overlap(ranked_ids: str) -> Column:
+    """Aggregate: the group's non-null _RANKED_ID ids, largest overlap first (ties: smaller ID)."""
+    ranked = F.sort_array(F.collect_list(ranked_ids))
+    return F.transform(ranked, lambda pair: pair["id"])
 
 
 def _require_columns(frame: DataFrame, name: str, columns: Iterable[str]) -> None:
