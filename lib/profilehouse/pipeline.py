@@ -12,6 +12,7 @@ from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.config import EnvironmentConfig
 from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import load_generator_settings
+from profilehouse.identity.stage import run_identity_stage
 from profilehouse.ingest.stages import (
     format_ingest_table,
     ingest_figures,
@@ -120,6 +121,11 @@ def run_pipeline(
         silver = run_silver_stage(spark, env, sources, progress)
         summary.record("ingest", ingest_figures(bronze, silver))
         progress(format_ingest_table(bronze, silver))
+        progress("== stage: identity (records → stable master customer IDs)")
+        identity = run_identity_stage(
+            spark, env, conf_dir, run_id=summary.run_id, truth_uri=env.truth_uri, progress=progress
+        )
+        summary.record("identity", identity.figures)
         summary.finish("succeeded")
     except BaseException:
         summary.finish("failed")
