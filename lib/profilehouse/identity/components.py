@@ -156,10 +156,11 @@ def _iterate_to_stars(
     """Star edges (src = component's smallest node < dst), rounds run, hub join steps.
 
     ``edges`` must be distinct with src < dst. A round's state is cached lazily and computed
-    by the next round's statistics, after which the round before is released (checkpoint
-    rounds store eagerly and release at once); the returned stars stay in ``store``.
+    by the next round's statistics, after which the round before is released. The newest
+    checkpoint is kept until a newer one exists: later states are recomputed from it if a
+    cache is lost or not matched. The returned stars (and that checkpoint) stay in ``store``.
     """
-    hub_steps, spent = 0, ()
+    hub_steps, spent, anchor = 0, (), None
     for iteration in range(max_iterations + 1):
         parents = store.cache(_large_star_parents(edges))
         stats = _star_stats(parents, hub_threshold)
@@ -177,10 +178,11 @@ def _iterate_to_stars(
         hub_steps += int(stats["hubs"] > 0) + int(stats["small_hubs"] > 0)
         if (iteration + 1) % checkpoint_every == 0:
             new_edges = store.checkpoint(new_edges)
-            store.release(*spent)
-            spent = ()
+            store.release(*spent, *([anchor] if anchor is not None else []))
+            spent, anchor = (), new_edges
         else:
             new_edges = store.cache(new_edges)
+            spent = tuple(df for df in spent if df is not anchor)
         edges = new_edges
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -185,7 +185,7 @@ def cluster_records(
         F.when(F.col("owners") == 1, F.col("owner")).otherwise(F.col("group")).alias("final"),
         F.when(F.col("owners") == 1, F.lit("attached"))
         .when(F.col("owners") > 1, F.lit("ambiguous_attachment"))
-        .otherwise(F.lit("grouped"))
+        .otherwise(F.lit("unattached"))
         .alias("how"),
     )
     clusters = keep(

@@ -133,8 +133,8 @@ def format_report(report: dict) -> str:
     return (
         f"  identity quality: precision {report['precision']:.4f}, recall {report['recall']:.4f},"
         f" F1 {report['f1']:.4f}, blocking recall {report['blocking_recall']:.4f}; "
-        f"{report['evaluated_clusters']:,} clusters (largest {report['largest_evaluated_cluster']:,})"
-        " for "
+        f"{report['evaluated_clusters']:,} clusters "
+        f"(largest {report['largest_evaluated_cluster']:,}) for "
         f"{report['true_persons']:,} true persons; {report['over_merged_clusters']:,} over-merged,"
         f" {report['split_persons']:,} split\n"
         f"  person records only: precision {p['precision']:.4f}, recall {p['recall']:.4f}, "

@@ -132,6 +132,13 @@ def _previous_members(spark: SparkSession, catalog: TableCatalog) -> DataFrame |
     return delta_io.read_table(spark, ref).select(F.col(RECORD_ID).alias("record_key"), "master_id")
 
 
+def _staged(spark: SparkSession, catalog: TableCatalog, name: str, df: DataFrame) -> DataFrame:
+    """Write ``df`` as ``identity.<name>`` (overwrite) and read it back (lineage cut)."""
+    ref = identity_table(catalog, name)
+    delta_io.write_table(df, ref, overwrite_schema=True)
+    return delta_io.read_table(spark, ref)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
@@ -150,11 +157,14 @@ def run_identity_stage(
     settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
     records, identifiers, persons, truths = load_identity_inputs(spark, catalog, settings)
-    records = records.persist(_LEVEL)
-    identifiers = identifiers.persist(_LEVEL)
-    persons = persons.persist(_LEVEL)
+    # Inputs of the graph go through Delta: the plans the clustering iterates on stay small,
+    # and a crashed run restarts from clean tables.
+    records = _staged(spark, catalog, "records", records)
+    identifiers = _staged(spark, catalog, "record_identifiers", identifiers)
+    persons = persons.persist(_LEVEL)  # holds vault values: memory only, never written
     scored, oversize, training = score_person_matches(persons, settings)
-    scored = scored.persist(_LEVEL)
+    scored = _staged(spark, catalog, "scored_pairs", scored)
+    oversize = _staged(spark, catalog, "oversize_blocks", oversize)
     matches = scored.where(F.col("match_probability") >= settings.linkage.match_threshold)
     progress(
         f"  linkage: {training.candidate_pairs:,} candidate pairs, prior "
@@ -207,7 +217,7 @@ def run_identity_stage(
         progress(quality.format_report(report))
     figures["seconds"] = round(time.perf_counter() - started, 2)
     _append_metrics(spark, catalog, run_id, figures, training.model.to_json())
-    for df in (records, identifiers, persons, scored, members):
+    for df in (persons, members):
         df.unpersist()
     clustering.unpersist()
     assignment.unpersist()
