@@ -96,8 +96,10 @@ def test_blocking_pairs_once_and_skips_oversize_blocks(spark):
     records = spark.createDataFrame(rows, "uid long, k1 string, k2 string")
     pairs, oversize = candidate_pairs(records, [["k1"], ["k2"]], max_block_size=3)
     expected = spark.createDataFrame(
-        [(1, 2, 0), (1, 3, 0), (2, 3, 0), (3, 4, 1), (3, 5, 1), (4, 5, 1)]
-        + [(10, 11, 0), (10, 12, 0), (11, 12, 0)],
+        [
+            *[(1, 2, 0), (1, 3, 0), (2, 3, 0), (3, 4, 1), (3, 5, 1), (4, 5, 1)],
+            *[(10, 11, 0), (10, 12, 0), (11, 12, 0)],
+        ],
         "uid_l long, uid_r long, rule int",
     )
     assert_df_equality(pairs, expected, ignore_row_order=True, ignore_nullable=True)

@@ -22,9 +22,14 @@ each edge its new parent, the edges of nodes with more than ``hub_threshold`` ed
 broadcast join of the few hubs' parents instead of the shuffle, so no task receives a hub's
 whole edge list (adaptive execution's skew-join splitting still covers the rest).
 
-Storage: every intermediate is persisted or checkpointed and freed before returning (also on
-errors); lineage is cut every ``checkpoint_every`` rounds. The result is checkpointed and
-belongs to the caller: call ``Components.unpersist()`` (or use ``with``) when done with it.
+Storage: each round's edges are checkpointed so query plans stay one round deep (the plan of
+an uncut round refers to the round before several times, so uncut rounds grow plans, and the
+driver's planning time, geometrically). Without ``checkpoint_dir`` every round is locally
+checkpointed. With it, every ``checkpoint_every``-th round is checkpointed reliably and the
+rounds in between are cached, so a lost executor costs a recomputation from the last reliable
+checkpoint rather than the run. Every intermediate is freed before returning, also on errors.
+The result is checkpointed too and belongs to the caller: call ``Components.unpersist()`` (or
+use ``with``) when done with it.
 """
 
 from __future__ import annotations
@@ -91,9 +96,11 @@ def connected_components(
 
     Duplicate edges, both directions and self-loops are allowed; a row with one null end adds
     only its other end. Every node in ``edges`` gets one row in the result (see ``Components``).
-    ``checkpoint_dir``: reliable checkpoints there (it becomes the SparkContext's checkpoint
-    dir); None: local checkpoints. Raises ValueError for a bad schema or argument and
-    RuntimeError when not converged within ``max_iterations`` rounds.
+    ``checkpoint_dir``: reliable checkpoints there every ``checkpoint_every`` rounds (it becomes
+    the SparkContext's checkpoint dir; keep ``checkpoint_every`` at 1-2, plans grow fast);
+    None: a local checkpoint every round. ``hub_threshold``: nodes with more edges than this
+    in a join step are joined by broadcast (see the module docstring). Raises ValueError for a
+    bad schema or argument and RuntimeError when not converged within ``max_iterations``.
     """
     return _resolve(edges, None, checkpoint_dir, checkpoint_every, max_iterations, hub_threshold)
 
@@ -155,10 +162,10 @@ def _iterate_to_stars(
 ) -> tuple[DataFrame, int, int]:
     """Star edges (src = component's smallest node < dst), rounds run, hub join steps.
 
-    ``edges`` must be distinct with src < dst. A round's state is cached lazily and computed
+    ``edges`` must be distinct with src < dst. A cached (not checkpointed) round is computed
     by the next round's statistics, after which the round before is released. The newest
-    checkpoint is kept until a newer one exists: later states are recomputed from it if a
-    cache is lost or not matched. The returned stars (and that checkpoint) stay in ``store``.
+    checkpoint is kept until a newer one exists, so later rounds can be recomputed from it.
+    The returned stars (and that checkpoint) stay in ``store``.
     """
     hub_steps, spent, anchor = 0, (), None
     for iteration in range(max_iterations + 1):
@@ -176,13 +183,13 @@ def _iterate_to_stars(
             )
         new_edges, spent = _one_round(store, edges, parents, stats, hub_threshold)
         hub_steps += int(stats["hubs"] > 0) + int(stats["small_hubs"] > 0)
-        if (iteration + 1) % checkpoint_every == 0:
+        if store.reliable and (iteration + 1) % checkpoint_every:
+            new_edges = store.cache(new_edges)
+            spent = tuple(df for df in spent if df is not anchor)
+        else:
             new_edges = store.checkpoint(new_edges)
             store.release(*spent, *([anchor] if anchor is not None else []))
             spent, anchor = (), new_edges
-        else:
-            new_edges = store.cache(new_edges)
-            spent = tuple(df for df in spent if df is not anchor)
         edges = new_edges
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -218,11 +225,16 @@ def _canonical_edges(edges: DataFrame) -> DataFrame:
 def _large_star_parents(edges: DataFrame) -> DataFrame:
     """Per node (column src): parent = min(node, neighbours), deg, out_deg (edges where it is src).
 
-    ``edges`` oriented src < dst.
+    ``edges`` oriented src < dst; read once (both directions come from one explode).
     """
-    both = edges.select(SRC, F.col(DST).alias("nbr"), F.lit(1).alias("out")).unionByName(
-        edges.select(F.col(DST).alias(SRC), F.col(SRC).alias("nbr"), F.lit(0).alias("out"))
-    )
+    both = edges.select(
+        F.explode(
+            F.array(
+                F.struct(F.col(SRC).alias("node"), F.col(DST).alias("nbr"), F.lit(1).alias("out")),
+                F.struct(F.col(DST).alias("node"), F.col(SRC).alias("nbr"), F.lit(0).alias("out")),
+            )
+        ).alias("e")
+    ).select(F.col("e.node").alias(SRC), "e.nbr", "e.out")
     return both.groupBy(SRC).agg(
         F.least(F.col(SRC), F.min("nbr")).alias(PARENT),
         F.count(F.lit(1)).alias(DEG),
@@ -275,11 +287,18 @@ def _small_star_parents(edges: DataFrame) -> DataFrame:
 def _small_star(
     edges: DataFrame, parents: DataFrame, hub_threshold: int, has_hubs: bool
 ) -> DataFrame:
-    """Small-Star: u and its smaller neighbours all link to the smallest; oriented src < dst."""
+    """Small-Star: u and its smaller neighbours all link to the smallest; oriented src < dst.
+
+    Each edge (u, v) with parent m yields (m, v) and (m, u); (m, m) is dropped and the
+    repeated (m, u) are merged by the distinct's partial aggregation.
+    """
     joined = _edges_with_parent(edges, parents, hub_threshold, has_hubs)
-    relinked = joined.select(F.col(PARENT).alias(SRC), DST).where(F.col(SRC) != F.col(DST))
-    to_parent = parents.select(F.col(PARENT).alias(SRC), F.col(SRC).alias(DST))
-    return relinked.unionByName(to_parent).distinct()
+    pairs = F.array(
+        F.struct(F.col(PARENT).alias(SRC), F.col(DST).alias(DST)),
+        F.struct(F.col(PARENT).alias(SRC), F.col(SRC).alias(DST)),
+    )
+    linked = joined.select(F.explode(pairs).alias("e")).select("e.src", "e.dst")
+    return linked.where(F.col(SRC) != F.col(DST)).distinct()
 
 
 def _edges_with_parent(
@@ -355,7 +374,7 @@ class _Store:
 
     def __init__(self, spark: SparkSession, *, reliable: bool) -> None:
         self._spark = spark
-        self._reliable = reliable
+        self.reliable = reliable
         self._held: dict[int, tuple[DataFrame, Callable[[], None]]] = {}
 
     def cache(self, df: DataFrame) -> DataFrame:
@@ -366,7 +385,7 @@ class _Store:
 
     def checkpoint(self, df: DataFrame) -> DataFrame:
         """``df`` computed now and checkpointed (reliable or local): its lineage is cut."""
-        stored = df.checkpoint(eager=True) if self._reliable else df.localCheckpoint(eager=True)
+        stored = df.checkpoint(eager=True) if self.reliable else df.localCheckpoint(eager=True)
         self._held[id(stored)] = (stored, self._checkpoint_release(stored))
         return stored
 
@@ -394,7 +413,7 @@ class _Store:
         rdd = _checkpointed_rdd(stored)
         if rdd is None:
             return lambda: None
-        if not self._reliable:
+        if not self.reliable:
             return lambda: rdd.unpersist(False)
         path = rdd.getCheckpointFile()
         uri = str(path.get()) if path.isDefined() else None

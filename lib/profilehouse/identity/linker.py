@@ -96,15 +96,11 @@ def prepared_records(records: DataFrame, settings: LinkageSettings) -> DataFrame
 def _with_term_frequency(records: DataFrame, column: str, name: str) -> DataFrame:
     """``records`` plus ``name``: the share of records (with a value) holding this value."""
     counts = records.where(F.col(column).isNotNull()).groupBy(column).count()
-    total = F.sum("count").over(_whole())
-    freq = counts.select(column, (F.col("count") / total).alias(name))
+    total = counts.agg(F.sum("count").alias("__total"))  # one row, broadcast below
+    freq = counts.crossJoin(F.broadcast(total)).select(
+        column, (F.col("count") / F.col("__total")).alias(name)
+    )
     return records.join(freq, column, "left")
-
-
-def _whole():
-    from pyspark.sql import Window
-
-    return Window.partitionBy()
 
 
 def comparison_vectors(

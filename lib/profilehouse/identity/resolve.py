@@ -1,0 +1,107 @@
+"""The resolver as a library call on any table of person-like records.
+
+    spec = load_linkage_spec("conf/linkage/febrl.yaml")
+    result = resolve_records(spark, [df], spec)              # deduplicate one table
+    result = resolve_records(spark, [df_a, df_b], spec)      # link two tables
+
+A :class:`LinkageSpec` maps the file's own columns to the names the comparisons use and holds
+the :class:`~profilehouse.identity.linker.LinkageSettings`; nothing is specific to our own data:
+the parameters are estimated from the records themselves on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+
+from pydantic import Field
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from profilehouse.config import StrictModel, load_model
+from profilehouse.errors import SchemaError
+from profilehouse.identity import linker
+from profilehouse.identity.components import components_with_isolated
+from profilehouse.identity.fellegi_sunter import FellegiSunterModel
+
+
+class LinkageSpec(StrictModel):
+    """A person file's column mapping plus how its records are linked."""
+
+    id_column: str = Field(description="The file's record identifier (unique per file).")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Logical name used by the comparisons → the file's column (SQL allowed).",
+    )
+    linkage: linker.LinkageSettings
+
+
+def load_linkage_spec(path: str | Path) -> LinkageSpec:
+    """Load and validate a linkage spec YAML file (ConfigError naming file and keys)."""
+    return load_model(path, LinkageSpec)
+
+
+@dataclass
+class Resolution:
+    """Clusters ``(dataset, record_id, cluster_id)``, linked pairs and the fitted model."""
+
+    clusters: DataFrame
+    links: DataFrame
+    model: FellegiSunterModel
+    candidate_pairs: int
+    iterations: int
+
+
+def mapped_records(frames: list[DataFrame], spec: LinkageSpec) -> DataFrame:
+    """One table: dataset index, record_id, uid and the logical columns of every frame."""
+    parts = []
+    for i, df in enumerate(frames):
+        if spec.id_column not in df.columns:
+            raise SchemaError(
+                f"input {i}: id column {spec.id_column!r} missing "
+                f"(present: {', '.join(df.columns)})"
+            )
+        columns = [F.expr(sql).alias(name) for name, sql in spec.columns.items()]
+        parts.append(
+            df.select(
+                F.lit(str(i)).alias(linker.DATASET),
+                F.col(spec.id_column).cast("string").alias("record_id"),
+                *columns,
+            )
+        )
+    records = reduce(lambda a, b: a.unionByName(b), parts)
+    return records.withColumn(linker.UID, F.xxhash64(F.concat_ws("|", linker.DATASET, "record_id")))
+
+
+def resolve_records(
+    spark: SparkSession,
+    frames: list[DataFrame],
+    spec: LinkageSpec,
+    checkpoint_dir: str | None = None,
+) -> Resolution:
+    """Deduplicate one table (one frame) or link two (two frames: only cross pairs compared).
+
+    Trains the model on the records, links pairs at or above ``match_threshold`` and clusters
+    them by connected components. The returned frames are persisted; the clusters' component
+    checkpoint is released once they are materialised.
+    """
+    if len(frames) not in (1, 2):
+        raise ValueError(f"resolve_records takes one or two tables, got {len(frames)}")
+    link_only = len(frames) == 2
+    records = mapped_records(frames, spec).persist()
+    report = linker.train(records, spec.linkage, link_only=link_only)
+    scored, _oversize = linker.score_pairs(records, spec.linkage, report.model, link_only)
+    links = scored.where(F.col("match_probability") >= spec.linkage.match_threshold).persist()
+    edges = links.select(F.col("uid_l").alias("src"), F.col("uid_r").alias("dst"))
+    with components_with_isolated(
+        records.select(F.col(linker.UID).alias("node")), edges, checkpoint_dir=checkpoint_dir
+    ) as components:
+        clusters = (
+            records.join(components.df.withColumnRenamed("node", linker.UID), linker.UID)
+            .select(linker.DATASET, "record_id", F.col("component").alias("cluster_id"))
+            .persist()
+        )
+        clusters.count()
+        iterations = components.iterations
+    return Resolution(clusters, links, report.model, report.candidate_pairs, iterations)
