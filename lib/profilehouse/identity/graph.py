@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -104,7 +103,9 @@ def cluster_records(
     persisted: list[DataFrame] = []
 
     def keep(df: DataFrame) -> DataFrame:
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        # A checkpoint, not persist(): later plans see a leaf instead of this whole plan, so the
+        # DAG of reused intermediates never turns into an exponentially large plan tree.
+        df = df.localCheckpoint(eager=True)
         persisted.append(df)
         return df
 
