@@ -9,6 +9,8 @@ import pytest
 
 from profilehouse.config import load_environment, read_yaml
 from profilehouse.generator.settings import load_generator_settings
+from profilehouse.identity.resolve import load_linkage_spec
+from profilehouse.identity.settings import load_identity_settings
 from profilehouse.ingest.source_config import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,4 +31,8 @@ def test_every_conf_file_loads() -> None:
     for name in ("local", "test", "cluster"):
         load_environment(name)
     load_generator_settings()
-    load_sources()
+    sources = load_sources()
+    identity = load_identity_settings()
+    assert set(identity.records) <= set(sources), "identity.yaml names undeclared sources"
+    for path in sorted((ROOT / "conf" / "linkage").glob("*.yaml")):
+        load_linkage_spec(path)
