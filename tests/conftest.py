@@ -10,9 +10,14 @@ from dataclasses import dataclass
 import pytest
 from pyspark.sql import SparkSession
 
+from profilehouse.catalog import TableCatalog
 from profilehouse.config import load_environment
 from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
+from profilehouse.ingest.bronze import BronzeLoad
+from profilehouse.ingest.silver import SilverLoad
+from profilehouse.ingest.source_config import SourceSpec
+from profilehouse.ingest.stages import run_bronze_stage, run_silver_stage, selected_sources
 from profilehouse.privacy.tokens import TOKEN_KEY_ENV, TOKEN_KEY_FILE_ENV
 from profilehouse.session import build_spark_session
 
@@ -63,3 +68,30 @@ def generated(
     landing, truth = str(root / "landing"), str(root / "truth")
     report = generate(spark, gen_cfg, landing, truth, progress=lambda _m: None)
     return Generated(gen_cfg, report, landing, truth)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    catalog: TableCatalog
+    sources: list[SourceSpec]
+    bronze: list[BronzeLoad]
+    silver: list[SilverLoad]
+    env: object
+
+
+@pytest.fixture(scope="session")
+def ingested(
+    spark: SparkSession, generated: Generated, tmp_path_factory: pytest.TempPathFactory
+) -> Ingested:
+    """Bronze + silver over the SF 0.01 generation, shared by ingest and identity tests."""
+    env = load_environment("test").model_copy(
+        update={
+            "landing": generated.landing,
+            "warehouse": str(tmp_path_factory.mktemp("ingest-warehouse")),
+        }
+    )
+    sources = selected_sources(None)
+    quiet = lambda _m: None  # noqa: E731
+    bronze = run_bronze_stage(spark, env, sources, quiet)
+    silver = run_silver_stage(spark, env, sources, quiet)
+    return Ingested(TableCatalog(env.warehouse_uri), sources, bronze, silver, env)

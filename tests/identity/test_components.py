@@ -100,19 +100,20 @@ def test_long_chain_in_random_label_order_converges_in_logarithmic_rounds(
 
 
 @pytest.mark.parametrize(
-    ("hub", "hub_threshold", "hub_join_used"),
-    [(2_500, 100, True), (5_000, 1_000_000, False)],
+    ("hub", "hub_threshold", "hub_steps"),
+    [(2_500, 100, 2), (5_000, 1_000_000, 0)],
     ids=["middle-hub-broadcast", "largest-hub-shuffle"],
 )
 def test_star_with_5000_leaves(
-    spark: SparkSession, hub: int, hub_threshold: int, hub_join_used: bool
+    spark: SparkSession, hub: int, hub_threshold: int, hub_steps: int
 ) -> None:
     edges: list[Edge] = [(hub, leaf) for leaf in range(5_001) if leaf != hub]
     df = edges_df(spark, edges)
     with connected_components(df, hub_threshold=hub_threshold) as result:
         assert_components(spark, result, dict.fromkeys(range(5_001), 0))
         assert result.iterations == 1
-        assert (result.hub_steps > 0) is hub_join_used
+        # middle hub: Large-Star and Small-Star both take the hub's edges by broadcast
+        assert result.hub_steps == hub_steps
 
 
 def test_binary_tree_with_random_labels(spark: SparkSession) -> None:
@@ -173,6 +174,24 @@ def test_int_ids_are_accepted_and_empty_edges_give_empty_result(spark: SparkSess
         assert result.iterations == 0
 
 
+def test_correct_when_cached_rounds_are_not_reused(spark: SparkSession, tmp_path: Path) -> None:
+    """Without adaptive execution Spark misses some caches over checkpoints and recomputes.
+
+    Cached rounds between reliable checkpoints must then still find their lineage.
+    """
+    labels = shuffled_labels(150, seed=4)
+    edges: list[Edge] = [(labels[i], labels[i + 1]) for i in range(149)]
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try:
+        df = edges_df(spark, edges)
+        with connected_components(df, str(tmp_path), checkpoint_every=2) as result:
+            assert result.iterations >= 4
+            assert_components(spark, result, dict.fromkeys(range(150), 0))
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+
+
 # --- isolated nodes ------------------------------------------------------------------------------
 
 
@@ -225,15 +244,18 @@ def test_not_converging_within_max_iterations_raises_and_frees_everything(
     # the autouse fixture checks that nothing stayed cached
 
 
-def test_reliable_checkpoints_in_a_directory(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("every", [1, 2])
+def test_reliable_checkpoints_in_a_directory(
+    spark: SparkSession, tmp_path: Path, every: int
+) -> None:
     n = 300
     labels = shuffled_labels(n, seed=8)
     edges: list[Edge] = [(labels[i], labels[i + 1]) for i in range(n - 1)]
-    result = connected_components(edges_df(spark, edges), str(tmp_path), checkpoint_every=1)
+    result = connected_components(edges_df(spark, edges), str(tmp_path), checkpoint_every=every)
     try:
         assert str(tmp_path) in (spark.sparkContext.getCheckpointDir() or "")
         assert_components(spark, result, dict.fromkeys(range(n), 0))
-        assert result.iterations >= 2  # so intermediate checkpoints were written and removed
+        assert result.iterations >= 3  # so intermediate checkpoints were written and removed
         # only the result's checkpoint is left while the result is in use
         assert len(list(tmp_path.glob("*/rdd-*"))) == 1
     finally:

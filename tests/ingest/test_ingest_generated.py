@@ -4,51 +4,21 @@ across sources, and a second run changes nothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse import delta_io
-from profilehouse.catalog import TableCatalog
-from profilehouse.config import load_environment
 from profilehouse.generator import read_truth_records
-from profilehouse.ingest.bronze import BronzeLoad, bronze_table
+from profilehouse.ingest.bronze import bronze_table
 from profilehouse.ingest.silver import (
-    SilverLoad,
     quarantine_table,
     reconciliation_table,
     silver_table,
     vault_table,
 )
-from profilehouse.ingest.source_config import SourceSpec
-from profilehouse.ingest.stages import run_bronze_stage, run_silver_stage, selected_sources
-from tests.conftest import Generated
-
-
-@dataclass(frozen=True)
-class Ingested:
-    catalog: TableCatalog
-    sources: list[SourceSpec]
-    bronze: list[BronzeLoad]
-    silver: list[SilverLoad]
-    env: object
-
-
-@pytest.fixture(scope="module")
-def ingested(spark: SparkSession, generated: Generated, tmp_path_factory) -> Ingested:
-    env = load_environment("test").model_copy(
-        update={
-            "landing": generated.landing,
-            "warehouse": str(tmp_path_factory.mktemp("ingest-warehouse")),
-        }
-    )
-    sources = selected_sources(None)
-    quiet = lambda _m: None  # noqa: E731
-    bronze = run_bronze_stage(spark, env, sources, quiet)
-    silver = run_silver_stage(spark, env, sources, quiet)
-    return Ingested(TableCatalog(env.warehouse_uri), sources, bronze, silver, env)
+from profilehouse.ingest.stages import run_bronze_stage, run_silver_stage
+from tests.conftest import Generated, Ingested
 
 
 def test_every_generated_row_reaches_bronze(generated: Generated, ingested: Ingested) -> None:

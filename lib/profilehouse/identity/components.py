@@ -99,8 +99,9 @@ def connected_components(
     ``checkpoint_dir``: reliable checkpoints there every ``checkpoint_every`` rounds (it becomes
     the SparkContext's checkpoint dir; keep ``checkpoint_every`` at 1-2, plans grow fast);
     None: a local checkpoint every round. ``hub_threshold``: nodes with more edges than this
-    in a join step are joined by broadcast (see the module docstring). Raises ValueError for a
-    bad schema or argument and RuntimeError when not converged within ``max_iterations``.
+    in a join step get their parent by broadcast (at most 2·edges/hub_threshold nodes are
+    broadcast, so keep it large on big graphs). Raises ValueError for a bad schema or argument
+    and RuntimeError when not converged within ``max_iterations`` rounds.
     """
     return _resolve(edges, None, checkpoint_dir, checkpoint_every, max_iterations, hub_threshold)
 

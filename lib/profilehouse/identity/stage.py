@@ -246,25 +246,22 @@ def _write_outputs(
         .agg(F.countDistinct(RECORD_ID).alias("records"))
     )
     overwrite("identifier_map", identifier_map)
+
+    def as_map(prefix: str, cast: str) -> F.Column:
+        entries = [
+            F.struct(F.lit(c[len(prefix) :]).alias("k"), F.col(c).cast(cast).alias("v"))
+            for c in scored.columns
+            if c.startswith(prefix)
+        ]
+        return F.map_from_entries(F.array(*entries))
+
     links = matches.select(
         "record_id_l",
         "record_id_r",
         "match_weight",
         "match_probability",
-        F.map_from_entries(
-            F.array(
-                *[F.struct(F.lit(c[3:]), F.col(c)) for c in scored.columns if c.startswith("bf_")]
-            )
-        ).alias("weights"),
-        F.map_from_entries(
-            F.array(
-                *[
-                    F.struct(F.lit(c[6:]), F.col(c))
-                    for c in scored.columns
-                    if c.startswith("gamma_")
-                ]
-            )
-        ).alias("levels"),
+        as_map("bf_", "double").alias("weights"),
+        as_map("gamma_", "int").alias("levels"),
         "rule",
     )
     overwrite("match_links", links)
