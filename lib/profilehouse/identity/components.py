@@ -186,7 +186,7 @@ def _iterate_to_stars(
         hub_steps += int(stats["hubs"] > 0) + int(stats["small_hubs"] > 0)
         if store.reliable and (iteration + 1) % checkpoint_every:
             new_edges = store.cache(new_edges)
-            spent = tuple(df for df in spent if df is not anchor)
+            pass
         else:
             new_edges = store.checkpoint(new_edges)
             store.release(*spent, *([anchor] if anchor is not None else []))
