@@ -186,7 +186,7 @@ def _iterate_to_stars(
         hub_steps += int(stats["hubs"] > 0) + int(stats["small_hubs"] > 0)
         if store.reliable and (iteration + 1) % checkpoint_every:
             new_edges = store.cache(new_edges)
-            pass
+            spent = tuple(df for df in spent if df is not anchor)
         else:
             new_edges = store.checkpoint(new_edges)
             store.release(*spent, *([anchor] if anchor is not None else []))
@@ -201,13 +201,15 @@ def _one_round(
     """Large-Star then Small-Star (lazy), and the DataFrames to release once it is stored.
 
     Without Small-Star hubs, Large-Star's output is partitioned by src, so Small-Star's
-    aggregate and join need no further shuffle.
+    aggregate and join need no further shuffle (and its parents are read once, uncached).
     """
     small_hubs = stats["small_hubs"] > 0
     larger = store.cache(
         _large_star(edges, parents, hub_threshold, stats["hubs"] > 0, by_src=not small_hubs)
     )
-    small_parents = store.cache(_small_star_parents(larger))
+    small_parents = _small_star_parents(larger)
+    if small_hubs:  # read twice by the hub join
+        small_parents = store.cache(small_parents)
     new_edges = _small_star(larger, small_parents, hub_threshold, small_hubs)
     return new_edges, (edges, parents, larger, small_parents)
 

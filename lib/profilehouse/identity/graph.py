@@ -189,12 +189,18 @@ def cluster_records(
         .otherwise(F.lit("unattached"))
         .alias("how"),
     )
+    with_usable = usable.select(RECORD_ID).distinct().withColumn("__usable", F.lit(True))
     clusters = keep(
-        first.join(attach, "c1", "left").select(
+        first.join(attach, "c1", "left")
+        .join(with_usable, RECORD_ID, "left")
+        .select(
             RECORD_ID,
             "role",
             F.coalesce("final", "c1").alias("cluster_id"),
-            F.coalesce("how", F.lit("phase1")).alias("how"),
+            # no usable identifier left (only noise) and not a person: nothing can link it
+            F.when((F.col("role") != "person") & F.col("__usable").isNull(), F.lit("unlinkable"))
+            .otherwise(F.coalesce("how", F.lit("phase1")))
+            .alias("how"),
         )
     )
     noise_report = keep(

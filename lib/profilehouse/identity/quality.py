@@ -115,7 +115,10 @@ def evaluate(
     """The quality report of one run (see the module docstring)."""
     truth = record_persons(truths, read_truth_records(spark, truth_uri)).cache()
     labelled = members.join(truth, RECORD_ID)
-    report = pairwise_metrics(labelled)
+    # records whose only identifiers were noise (a receipt with just a till's default mobile)
+    # carry no evidence of who they are: counted, not scored
+    report = pairwise_metrics(labelled.where(F.col("how") != "unlinkable"))
+    report["unlinkable_records"] = labelled.where(F.col("how") == "unlinkable").count()
     persons_only = pairwise_metrics(labelled.where(F.col("role") == "person"))
     report["person_records"] = {
         k: persons_only[k] for k in ("precision", "recall", "f1", "over_merged_clusters")
@@ -136,7 +139,7 @@ def format_report(report: dict) -> str:
         f"{report['evaluated_clusters']:,} clusters "
         f"(largest {report['largest_evaluated_cluster']:,}) for "
         f"{report['true_persons']:,} true persons; {report['over_merged_clusters']:,} over-merged,"
-        f" {report['split_persons']:,} split\n"
+        f" {report['split_persons']:,} split; {report['unlinkable_records']:,} unlinkable\n"
         f"  person records only: precision {p['precision']:.4f}, recall {p['recall']:.4f}, "
         f"F1 {p['f1']:.4f}"
     )

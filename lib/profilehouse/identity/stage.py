@@ -157,6 +157,8 @@ def run_identity_stage(
     settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
     records, identifiers, persons, truths = load_identity_inputs(spark, catalog, settings)
+    # records without any identifier (an anonymous receipt) are nobody's: not identity records
+    records = records.join(identifiers.select(RECORD_ID).distinct(), RECORD_ID, "left_semi")
     # Inputs of the graph go through Delta: the plans the clustering iterates on stay small,
     # and a crashed run restarts from clean tables.
     records = _staged(spark, catalog, "records", records)
@@ -205,7 +207,7 @@ def run_identity_stage(
     if truths is not None and truth_uri and fs.path_exists(spark, f"{truth_uri}/records"):
         report = quality.evaluate(
             spark,
-            members.select(RECORD_ID, "master_id", "role"),
+            members.select(RECORD_ID, "master_id", "role", "how"),
             truths,
             truth_uri,
             scored.select("record_id_l", "record_id_r"),
