@@ -139,7 +139,7 @@ def _resolve(
     spark = edges.sparkSession
     if checkpoint_dir is not None:
         spark.sparkContext.setCheckpointDir(checkpoint_dir)
-    store = _Store(spark, reliable=checkpoint_dir is not None)
+    store = StoredFrames(spark, reliable=checkpoint_dir is not None)
     try:
         base = store.cache(_canonical_edges(edges))
         loops = base.where(F.col(SRC) == F.col(DST)).select(F.col(SRC).alias(NODE))
@@ -155,7 +155,7 @@ def _resolve(
 
 
 def _iterate_to_stars(
-    store: _Store,
+    store: StoredFrames,
     edges: DataFrame,
     checkpoint_every: int,
     max_iterations: int,
@@ -196,7 +196,11 @@ def _iterate_to_stars(
 
 
 def _one_round(
-    store: _Store, edges: DataFrame, parents: DataFrame, stats: dict[str, int], hub_threshold: int
+    store: StoredFrames,
+    edges: DataFrame,
+    parents: DataFrame,
+    stats: dict[str, int],
+    hub_threshold: int,
 ) -> tuple[DataFrame, tuple[DataFrame, ...]]:
     """Large-Star then Small-Star (lazy), and the DataFrames to release once it is stored.
 
@@ -368,7 +372,7 @@ def _require_arguments(checkpoint_every: int, max_iterations: int, hub_threshold
         raise ValueError(f"hub_threshold must be >= 1, got {hub_threshold}")
 
 
-class _Store:
+class StoredFrames:
     """What one run persisted or checkpointed, with how to free each (cache, blocks, files).
 
     Entries are keyed by object identity and keep their DataFrame alive, so an id is never

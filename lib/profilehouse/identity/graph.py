@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from profilehouse.errors import ProfilehouseError
-from profilehouse.identity.components import components_with_isolated
+from profilehouse.identity.components import StoredFrames, components_with_isolated
 from profilehouse.identity.records import RECORD_ID
 from profilehouse.identity.settings import IdentitySettings
 
@@ -44,17 +44,18 @@ def node_id_expr(key: Column) -> Column:
 
 @dataclass
 class Clustering:
-    """Result of :func:`cluster_records` (DataFrames are persisted; call ``unpersist``)."""
+    """Result of :func:`cluster_records` (checkpointed DataFrames; call ``unpersist``)."""
 
     clusters: DataFrame  # record_id, cluster_id (long), phase ('1' anchored, '2' attached, ...)
     noise: DataFrame  # kind, value, source, records, reason
     evidence: DataFrame  # record_id, kind, value, evidence ('identifier' | 'attached')
     figures: dict
-    _persisted: tuple[DataFrame, ...] = ()
+    _store: StoredFrames | None = None
 
     def unpersist(self) -> None:
-        for df in self._persisted:
-            df.unpersist()
+        """Free the checkpointed intermediates (the DataFrames above must not be used after)."""
+        if self._store is not None:
+            self._store.release_all()
 
 
 def _trust_map(settings: IdentitySettings) -> Column:
@@ -100,14 +101,12 @@ def cluster_records(
 ) -> Clustering:
     """Cluster ``records`` (record_id, role) by ``identifiers`` (record_id, source, kind,
     value) and probabilistic ``matches`` between person records (record_id_l, record_id_r)."""
-    persisted: list[DataFrame] = []
+    store = StoredFrames(records.sparkSession, reliable=False)
 
     def keep(df: DataFrame) -> DataFrame:
         # A checkpoint, not persist(): later plans see a leaf instead of this whole plan, so the
         # DAG of reused intermediates never turns into an exponentially large plan tree.
-        df = df.localCheckpoint(eager=True)
-        persisted.append(df)
-        return df
+        return store.checkpoint(df)
 
     noise = keep(noisy_values(identifiers, settings))
     usable = keep(
@@ -221,7 +220,7 @@ def cluster_records(
     ).join(noise_report.select("value").distinct(), "value", "left_anti")
     figures = _clustering_figures(clusters, noise_report)
     figures |= {"phase1_iterations": phase1_iterations, "phase2_iterations": phase2_iterations}
-    return Clustering(clusters, noise_report, evidence, figures, tuple(persisted))
+    return Clustering(clusters, noise_report, evidence, figures, store)
 
 
 def _clustering_figures(clusters: DataFrame, noise: DataFrame) -> dict:
