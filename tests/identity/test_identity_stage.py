@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse import delta_io
+from profilehouse.identity.explain import explain_master
 from profilehouse.identity.stable_ids import MASTER_ID_PATTERN
 from profilehouse.identity.stage import IdentityResult, identity_table, run_identity_stage
 from profilehouse.ingest.silver import vault_table
@@ -32,9 +33,7 @@ def resolved(spark: SparkSession, generated: Generated, ingested: Ingested) -> R
         spark, env, run_id="run-1", truth_uri=generated.truth, progress=quiet
     )
     members = identity_table(ingested.catalog, "master_members")
-    first_members = (
-        delta_io.read_table(spark, members).select("record_id", "master_id").collect()
-    )
+    first_members = delta_io.read_table(spark, members).select("record_id", "master_id").collect()
     second = run_identity_stage(
         spark, env, run_id="run-2", truth_uri=generated.truth, progress=quiet
     )
@@ -77,3 +76,28 @@ def test_golden_records_one_per_anchored_master(spark, ingested, resolved):
     golden = delta_io.read_table(spark, identity_table(ingested.catalog, "golden_records"))
     assert golden.count() == golden.select("master_id").distinct().count()
     assert golden.count() == resolved.first.figures["anchored_clusters"]
+
+
+def test_every_record_of_a_multi_record_master_is_explained(spark, ingested, resolved):
+    members = delta_io.read_table(spark, identity_table(ingested.catalog, "master_members"))
+    sizes = members.groupBy("master_id").count().where("count > 1")
+    with_match = (
+        delta_io.read_table(spark, identity_table(ingested.catalog, "match_links"))
+        .join(members.withColumnRenamed("record_id", "record_id_l"), "record_id_l")
+        .select("master_id")
+    )
+    picked = [
+        r["master_id"] for r in sizes.join(with_match, "master_id").distinct().limit(3).collect()
+    ]
+    picked += [r["master_id"] for r in sizes.orderBy(F.desc("count")).limit(2).collect()]
+    assert len(picked) == 5
+    for master_id in picked:
+        evidence = explain_master(spark, ingested.catalog, master_id)
+        explained = {r["record_id"] for r in evidence.collect()} | {
+            r["other"] for r in evidence.collect() if r["other"]
+        }
+        records = {r["record_id"] for r in members.where(F.col("master_id") == master_id).collect()}
+        assert records <= explained, master_id
+    assert (
+        explain_master(spark, ingested.catalog, picked[0]).where("evidence = 'match'").count() > 0
+    )

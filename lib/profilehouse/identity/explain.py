@@ -1,0 +1,54 @@
+"""Why records share a master ID: every link of one master customer with its evidence.
+
+    explain_master(spark, catalog, "MC0123…").show(truncate=False)
+
+One row per piece of evidence among the master's records:
+
+- ``match``: a probabilistic match between two person records, with its match probability,
+  weight and the level and weight of every compared field (``detail``);
+- ``strong_identifier`` / ``medium_identifier``: an identifier value (a token or a clear key,
+  never raw PII) held by this record and at least one other record of the same master.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from profilehouse import delta_io
+from profilehouse.catalog import Layer, TableCatalog
+
+
+def _table(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame:
+    return delta_io.read_table(spark, catalog.table(Layer.IDENTITY, name))
+
+
+def explain_master(spark: SparkSession, catalog: TableCatalog, master_id: str) -> DataFrame:
+    """Evidence rows (evidence, record_id, other, kind, value, score, detail) of one master."""
+    members = _table(spark, catalog, "master_members").where(F.col("master_id") == master_id)
+    ids = members.select("record_id")
+    matches = (
+        _table(spark, catalog, "match_links")
+        .join(ids.withColumnRenamed("record_id", "record_id_l"), "record_id_l", "left_semi")
+        .select(
+            F.lit("match").alias("evidence"),
+            F.col("record_id_l").alias("record_id"),
+            F.col("record_id_r").alias("other"),
+            F.lit(None).cast("string").alias("kind"),
+            F.lit(None).cast("string").alias("value"),
+            F.col("match_probability").alias("score"),
+            F.to_json(F.struct("match_weight", "levels", "weights")).alias("detail"),
+        )
+    )
+    held = _table(spark, catalog, "identifier_links").join(ids, "record_id", "left_semi")
+    shared = held.groupBy("value").agg(F.count(F.lit(1)).alias("holders")).where("holders > 1")
+    identifiers = held.join(shared, "value", "left_semi").select(
+        F.col("evidence"),
+        "record_id",
+        F.lit(None).cast("string").alias("other"),
+        "kind",
+        "value",
+        F.lit(None).cast("double").alias("score"),
+        F.lit(None).cast("string").alias("detail"),
+    )
+    return matches.unionByName(identifiers)
