@@ -55,13 +55,15 @@ def candidate_pairs(
     rules: Sequence[Sequence[str]],
     max_block_size: int,
     link_only: bool = False,
+    every_rule: bool = False,
 ) -> tuple[DataFrame, DataFrame]:
     """Candidate pairs ``(uid_l, uid_r, rule)`` with ``uid_l < uid_r``, and the oversize blocks.
 
     ``records`` needs a unique long ``uid`` and, when ``link_only``, a ``dataset`` column: only
     pairs from different datasets are produced (linking two files rather than deduplicating).
-    A pair found by several rules appears once, with the first rule that found it. One
-    self-join over all rules' keys; block sizes bound its skew.
+    A pair found by several rules appears once, with the first rule that found it (or once per
+    rule with ``every_rule``, as training needs). One self-join over all rules' keys; block
+    sizes bound its skew.
     """
     if not rules:
         raise ValueError("at least one blocking rule is needed")
@@ -76,9 +78,10 @@ def candidate_pairs(
     )
     if link_only:
         condition &= F.col(f"l.{DATASET}") != F.col(f"r.{DATASET}")
-    pairs = (
-        left.join(right, condition)
-        .groupBy(F.col(f"l.{UID}").alias("uid_l"), F.col(f"r.{UID}").alias("uid_r"))
-        .agg(F.min("l.rule").alias("rule"))
+    found = left.join(right, condition).select(
+        F.col(f"l.{UID}").alias("uid_l"), F.col(f"r.{UID}").alias("uid_r"), F.col("l.rule")
     )
+    if every_rule:
+        return found, oversize
+    pairs = found.groupBy("uid_l", "uid_r").agg(F.min("rule").alias("rule"))
     return pairs, oversize

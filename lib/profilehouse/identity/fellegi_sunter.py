@@ -108,6 +108,37 @@ def pattern_counts(gammas: DataFrame, specs: Sequence[ComparisonSpec]) -> dict[P
     return {tuple(int(r[c]) for c in cols): int(r["count"]) for r in rows}
 
 
+def pattern_counts_by_rule(
+    gammas: DataFrame, specs: Sequence[ComparisonSpec]
+) -> dict[int, dict[Pattern, int]]:
+    """Pattern counts per blocking rule (column ``rule``): one small aggregate, collected."""
+    cols = [gamma_column(s) for s in specs]
+    out: dict[int, dict[Pattern, int]] = {}
+    for r in gammas.groupBy("rule", *cols).count().collect():
+        out.setdefault(int(r["rule"]), {})[tuple(int(r[c]) for c in cols)] = int(r["count"])
+    return out
+
+
+def candidate_match_share(
+    counts: dict[Pattern, int],
+    specs: Sequence[ComparisonSpec],
+    m: dict[str, list[float]],
+    u: dict[str, list[float]],
+    max_iterations: int = 200,
+) -> float:
+    """The share of matches among pairs with these pattern counts, m and u held fixed (EM on
+    the prior alone)."""
+    names = [s.name for s in specs]
+    share = 0.5
+    for _ in range(max_iterations):
+        posteriors = _match_posteriors(counts, names, m, u, share)
+        new = _updated_prior(counts, posteriors, share)
+        if abs(new - share) < 1e-9:
+            return new
+        share = new
+    return share
+
+
 def estimate_u(
     counts: dict[Pattern, int], specs: Sequence[ComparisonSpec]
 ) -> dict[str, list[float]]:

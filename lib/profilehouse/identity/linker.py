@@ -13,6 +13,7 @@ truth and no hand-tuning is needed; :func:`score_pairs` then scores every candid
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from pydantic import Field, model_validator
@@ -25,9 +26,11 @@ from profilehouse.identity.blocking import DATASET, UID, candidate_pairs
 from profilehouse.identity.comparisons import ComparisonSpec, gamma_column, gamma_sql
 from profilehouse.identity.fellegi_sunter import (
     FellegiSunterModel,
+    candidate_match_share,
     estimate_u,
     expectation_maximisation,
     pattern_counts,
+    pattern_counts_by_rule,
 )
 
 
@@ -139,35 +142,108 @@ class TrainingReport:
     candidate_pairs: int
 
 
-def train(records: DataFrame, settings: LinkageSettings, link_only: bool = False) -> TrainingReport:
-    """Estimate u from random pairs, then m and λ by EM over candidate and random pairs.
+def _referenced_columns(sql: str, derived: dict[str, str], depth: int = 0) -> set[str]:
+    """Identifiers a SQL expression mentions, derived columns expanded to what they read."""
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql))
+    if depth < 5:
+        for name in names & set(derived):
+            names |= _referenced_columns(derived[name], derived, depth + 1)
+    return names
 
-    The random pairs join the EM so that non-matches are always well represented: selective
-    blocking rules can yield candidates that are nearly all matches, where EM on candidates
-    alone cannot tell the two classes apart. λ is then the match share of that mixture, a
-    conservative prior for a candidate pair (the blocking itself is not counted as evidence).
+
+def _free_comparisons(rule: list[str], settings: LinkageSettings) -> list[int]:
+    """Indices of the comparisons a blocking rule does not force to agree."""
+    used = set().union(*(_referenced_columns(e, settings.derived) for e in rule))
+    return [i for i, c in enumerate(settings.comparisons) if c.column not in used]
+
+
+def _session_m(
+    counts: dict[tuple[int, ...], int],
+    free: list[int],
+    specs: list[ComparisonSpec],
+    u: dict[str, list[float]],
+    max_iterations: int,
+) -> tuple[dict[str, list[float]], float]:
+    """m of the free comparisons by EM over one rule's pairs, and the expected matches."""
+    restricted: dict[tuple[int, ...], int] = {}
+    for pattern, count in counts.items():
+        key = tuple(pattern[i] for i in free)
+        restricted[key] = restricted.get(key, 0) + count
+    free_specs = [specs[i] for i in free]
+    fitted = expectation_maximisation(
+        restricted,
+        free_specs,
+        {s.name: u[s.name] for s in free_specs},
+        max_iterations=max_iterations,
+    )
+    return fitted.m, fitted.prior * sum(restricted.values())
+
+
+def train(records: DataFrame, settings: LinkageSettings, link_only: bool = False) -> TrainingReport:
+    """Estimate u from random pairs, m by EM per blocking rule, and the prior.
+
+    - u: level frequencies among random pairs (nearly all non-matches);
+    - m: for each blocking rule, EM over the pairs it found, estimating only the comparisons the
+      rule does not force to agree (a pair blocked on birth date says nothing about how often
+      matches agree on birth date); each comparison's m is the average over those sessions,
+      weighted by their expected matches;
+    - prior: the probability that two *random* records match (expected matches among the
+      candidates, by EM with m and u fixed, over all possible pairs), so blocking itself is not
+      counted as evidence and only the compared fields decide.
     """
     prepared = prepared_records(records, settings).cache()
-    specs = settings.comparisons
+    specs = list(settings.comparisons)
     randoms = comparison_vectors(
         random_pairs(prepared, settings.u_sample_pairs, settings.seed), prepared, settings
     )
     u_counts = pattern_counts(randoms, specs)
     u = estimate_u(u_counts, specs)
-    pairs, _oversize = candidate_pairs(
-        prepared, settings.blocking, settings.max_block_size, link_only
+    hits, _oversize = candidate_pairs(
+        prepared, settings.blocking, settings.max_block_size, link_only, every_rule=True
     )
-    counts = pattern_counts(comparison_vectors(pairs, prepared, settings), specs)
-    mixture = dict(u_counts)
-    for pattern, count in counts.items():
-        mixture[pattern] = mixture.get(pattern, 0) + count
-    fitted = expectation_maximisation(mixture, specs, u, max_iterations=settings.em_max_iterations)
+    vectors = comparison_vectors(hits, prepared, settings).cache()
+    by_rule = pattern_counts_by_rule(vectors, specs)  # every pair of every rule
+    distinct = vectors.groupBy("uid_l", "uid_r").agg(
+        *[F.first(gamma_column(s)).alias(gamma_column(s)) for s in specs]
+    )
+    all_counts = pattern_counts(distinct, specs)  # each candidate pair once
+    vectors.unpersist()
+    sums: dict[str, list[float]] = {s.name: [0.0] * len(u[s.name]) for s in specs}
+    weights: dict[str, float] = dict.fromkeys(sums, 0.0)
+    for rule, counts in by_rule.items():
+        free = _free_comparisons(settings.blocking[rule], settings)
+        if not free:
+            continue
+        m_rule, expected = _session_m(counts, free, specs, u, settings.em_max_iterations)
+        for name, values in m_rule.items():
+            sums[name] = [a + expected * b for a, b in zip(sums[name], values, strict=True)]
+            weights[name] += expected
+    fallback = expectation_maximisation(
+        all_counts, specs, u, max_iterations=settings.em_max_iterations
+    )
+    m = {
+        s.name: (
+            [x / weights[s.name] for x in sums[s.name]]
+            if weights[s.name] > 0
+            else fallback.m[s.name]
+        )
+        for s in specs
+    }
+    candidates = sum(all_counts.values())
+    expected_matches = candidate_match_share(all_counts, specs, m, u) * candidates
+    prior = min(max(expected_matches / max(_possible_pairs(prepared, link_only), 1), 1e-12), 0.5)
     tf = {s.name: tf_column(s) for s in specs if s.term_frequency}
-    model = FellegiSunterModel(
-        fitted.comparisons, fitted.prior, fitted.m, fitted.u, fitted.em_iterations, tf
-    )
+    model = FellegiSunterModel(tuple(specs), prior, m, u, fallback.em_iterations, tf)
     prepared.unpersist()
-    return TrainingReport(model, sum(u_counts.values()), sum(counts.values()))
+    return TrainingReport(model, sum(u_counts.values()), candidates)
+
+
+def _possible_pairs(records: DataFrame, link_only: bool) -> int:
+    if not link_only:
+        n = records.count()
+        return n * (n - 1) // 2
+    sizes = [r["count"] for r in records.groupBy(DATASET).count().collect()]
+    return sizes[0] * sizes[1] if len(sizes) == 2 else 0
 
 
 def scored_vectors(vectors: DataFrame, model: FellegiSunterModel) -> DataFrame:
