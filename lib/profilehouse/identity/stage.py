@@ -193,7 +193,7 @@ def run_identity_stage(
     figures = dict(clustering.figures)
     figures |= {
         "records": members.count(),
-        "person_records": persons.count(),
+        "person_record_count": persons.count(),
         "candidate_pairs": training.candidate_pairs,
         "matches": matches.count(),
         "oversize_blocks": oversize.count(),
@@ -201,7 +201,7 @@ def run_identity_stage(
         "em_iterations": training.model.em_iterations,
     }
     figures["comparisons_per_person_record"] = round(
-        training.candidate_pairs / max(figures["person_records"], 1), 2
+        training.candidate_pairs / max(figures["person_record_count"], 1), 2
     )
     _write_outputs(spark, catalog, members, scored, matches, clustering, assignment, golden)
     if truths is not None and truth_uri and fs.path_exists(spark, f"{truth_uri}/records"):
