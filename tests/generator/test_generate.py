@@ -505,3 +505,13 @@ def test_personas_behave_differently(
     lpp = {r.persona: r.lines_per_person for r in per_person.collect()}
     assert lpp["HIGH_FREQ_SMALL"] > 2 * lpp["HIGH_ASSET_CONSERVATIVE"]
     assert lpp["HIGH_FREQ_SMALL"] > 5 * lpp["DORMANT"]
+
+
+def test_resident_ids_are_unique_per_person(
+    spark: SparkSession, gen_cfg: GeneratorSettings
+) -> None:
+    # at 20x the test scale so that persons share region, birth date and gender
+    persons = build_persons(spark, gen_cfg.with_overrides(scale_factor=0.2))
+    counts = persons.groupBy("id_no").count()
+    assert counts.where("count > 1").count() == 0
+    assert counts.count() == persons.count()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from profilehouse.columns import id_check_char_expr
@@ -167,7 +167,12 @@ def _hex_id(seed: int, salt: str) -> Column:
 def _with_identifiers(df: DataFrame, seed: int) -> DataFrame:
     """Resident ID (valid check digit), unique mobile, e-mail, WeChat openid, app devices."""
     birth = F.date_format("birth_date", "yyyyMMdd")
-    seq = rand.randint(0, 99, seed, "id_seq", "person_id") * 2 + F.when(
+    # Resident IDs are unique: persons sharing region, birth date and gender are numbered in
+    # turn (odd sequence numbers for men, even for women; 500 per group fit in 3 digits).
+    same_prefix = Window.partitionBy("region_code", "birth_date", "gender").orderBy(
+        rand.randint(0, 99, seed, "id_seq", "person_id"), "person_id"
+    )
+    seq = (F.row_number().over(same_prefix) - 1) * 2 + F.when(
         F.col("gender") == "M", 1
     ).otherwise(0)
     first17 = F.concat(F.col("region_code"), birth, rand.digits(seq, 3))
