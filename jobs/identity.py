@@ -1,7 +1,13 @@
 """Identity stage: link every silver record to one stable master customer ID.
 
-    python jobs/identity.py --env local
+    python jobs/identity.py --env local                      # full: train the model, link all
+    python jobs/identity.py --env local --mode incremental   # a daily batch: re-link what changed
     spark-submit ... jobs/identity.py --env cluster --conf-dir /path/to/conf
+
+Modes: ``full`` trains the linkage model and links everything (run it after a settings change
+and periodically, e.g. weekly, so the model follows the data); ``incremental`` re-scores and
+re-links only the records changed since the last run, with the last full run's model;
+``rescore`` scores every pair with that model (what ``incremental`` must equal).
 
 Reads the silver tables and the PII vault named in conf/identity.yaml; writes the identity
 tables and ops.identity_metrics. Reports quality against the generator's ground truth when the
@@ -14,15 +20,18 @@ import json
 import sys
 
 from profilehouse.cli import job_parser, parse_job_args
-from profilehouse.identity.stage import run_identity_stage
+from profilehouse.identity.stage import MODES, run_identity_stage
 from profilehouse.session import build_spark_session
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=MODES, default="full")
     ctx = parse_job_args(parser, argv)
     spark = build_spark_session(ctx.env, app_name="profilehouse-identity")
-    result = run_identity_stage(spark, ctx.env, ctx.conf_dir, truth_uri=ctx.env.truth_uri)
+    result = run_identity_stage(
+        spark, ctx.env, ctx.conf_dir, truth_uri=ctx.env.truth_uri, mode=ctx.args.mode
+    )
     print(json.dumps(result.figures, indent=2, default=str))
     return 0
 

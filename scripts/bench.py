@@ -34,6 +34,7 @@ from profilehouse import fs  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
 from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
+from profilehouse.identity.stage import run_identity_stage  # noqa: E402
 from profilehouse.ingest.stages import (  # noqa: E402
     run_bronze_stage,
     run_silver_stage,
@@ -85,6 +86,7 @@ class StageResult:
     peak_rss_mib: float
     floor_seconds: float
     ratio_to_floor: float
+    figures: dict | None = None
 
 
 def floor_seconds(spark, path: str, scratch: str) -> float:
@@ -136,6 +138,12 @@ def to_markdown(results: list[StageResult], meta: dict) -> str:
             f"{r.bytes_out / 2**20:,.0f} | {r.rows_per_s:,.0f} | {r.peak_rss_mib:,.0f} | "
             f"{r.floor_seconds:.1f} | {r.ratio_to_floor:.2f} |"
         )
+    for r in results:
+        if r.figures:
+            shown = ", ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in r.figures.items()
+            )
+            lines += ["", f"{r.stage} at SF {r.scale_factor:g}: {shown}."]
     by_stage: dict[str, list[StageResult]] = {}
     for r in results:
         by_stage.setdefault(r.stage, []).append(r)
@@ -224,6 +232,53 @@ def bench_ingest(spark, env, sf: float, work: Path) -> list[StageResult]:
     return results
 
 
+IDENTITY_FIGURES = (
+    "records",
+    "person_record_count",
+    "candidate_pairs",
+    "comparisons_per_person_record",
+    "precision",
+    "recall",
+    "f1",
+    "blocking_recall",
+    "person_precision",
+    "person_recall",
+    "clusters",
+    "largest_cluster",
+)
+
+
+def bench_identity(spark, env, sf: float, work: Path) -> StageResult:
+    """The identity stage over the silver tables ``ingest`` left (needs ingest)."""
+    data = work / f"sf{sf}"
+    env = env.model_copy(
+        update={"warehouse": str(data / "warehouse"), "truth": str(data / "truth")}
+    )
+    with PeakMemory() as mem:
+        started = time.perf_counter()
+        result = run_identity_stage(
+            spark, env, run_id=f"bench-sf{sf:g}", truth_uri=env.truth_uri, progress=print
+        )
+        took = time.perf_counter() - started
+    # floor: a plain scan + write of the silver tables the stage reads
+    floor = floor_seconds(spark, str(data / "warehouse" / "silver"), str(work / "floor"))
+    figures = result.figures
+    rows_in = figures["records"]
+    return StageResult(
+        scale_factor=sf,
+        stage="identity",
+        seconds=round(took, 2),
+        rows_in=rows_in,
+        rows_out=figures.get("clusters", 0),
+        bytes_out=fs.summarize_path(spark, str(data / "warehouse" / "identity")).bytes,
+        rows_per_s=round(rows_in / took),
+        peak_rss_mib=round(mem.peak / 2**20),
+        floor_seconds=round(floor, 2),
+        ratio_to_floor=round(took / floor, 2),
+        figures={k: figures[k] for k in IDENTITY_FIGURES if k in figures},
+    )
+
+
 def _data_files(landing: Path, batch_glob: str) -> list[Path]:
     files = landing.glob(f"*/*/{batch_glob}/*")
     return [p for p in files if not p.name.startswith((".", "_"))]
@@ -250,19 +305,25 @@ def main() -> int:
         "--stages",
         nargs="+",
         default=["generate", "ingest"],
-        choices=["generate", "ingest"],
-        help="ingest = bronze + silver on the history, then on one daily batch (needs generate)",
+        choices=["generate", "ingest", "identity"],
+        help="ingest = bronze + silver on the history, then on one daily batch (needs "
+        "generate); identity = the identity stage on that warehouse (needs ingest)",
     )
     parser.add_argument("--env", default="local")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--keep-data", action="store_true", help="keep generated data")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="reuse the data folder a --keep-data run left (e.g. to re-run only --stages identity)",
+    )
     args = parser.parse_args()
 
     env = load_environment(args.env)
     spark = build_spark_session(env, app_name="profilehouse-bench")
     started = dt.datetime.now(dt.UTC)
     out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
-    work = out / "data"
+    work = args.data or out / "data"
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "started_at": started.isoformat(timespec="seconds"),
@@ -280,8 +341,10 @@ def main() -> int:
             print(f"running {stage} at SF {sf:g} ...", flush=True)
             if stage == "generate":
                 stage_results = [bench_generate(spark, env, sf, work)]
-            else:
+            elif stage == "ingest":
                 stage_results = bench_ingest(spark, env, sf, work)
+            else:
+                stage_results = [bench_identity(spark, env, sf, work)]
             for result in stage_results:
                 print(
                     f"  {result.stage}: {result.seconds:.1f} s, {result.rows_out:,} rows, "
@@ -295,7 +358,7 @@ def main() -> int:
         encoding="utf-8",
     )
     (out / "bench.md").write_text(markdown + "\n", encoding="utf-8")
-    if not args.keep_data:
+    if not args.keep_data and not args.data:
         shutil.rmtree(work, ignore_errors=True)
     print(markdown)
     print(f"bench results: {out / 'bench.json'}")

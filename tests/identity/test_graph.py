@@ -1,12 +1,13 @@
 """Clustering with noise guards on constructed cases: strong links, till mobiles, family
-mobiles, attachment of satellite records, ambiguity (real Spark)."""
+mobiles, attachment of satellite records, ambiguity, conflicting holders of a strong value,
+too-large clusters, incremental phase 1 (real Spark)."""
 
 from __future__ import annotations
 
 import pytest
 from pyspark.sql import SparkSession
 
-from profilehouse.identity.graph import cluster_records
+from profilehouse.identity.graph import PreviousClusters, cluster_records, conflicting_values
 from profilehouse.identity.settings import IdentitySettings
 
 SETTINGS = IdentitySettings.model_validate(
@@ -160,3 +161,132 @@ def test_figures_count_clusters(clustering):
     c = _cluster_of(clustering)
     assert clustering.figures["clusters"] == len(set(c.values()))
     assert clustering.figures["anchored_clusters"] == 3
+
+
+# --- over-merge guards: conflicting holders, too-large clusters -----------------------------
+
+GUARDED = IdentitySettings.model_validate(
+    {
+        "identifiers": {
+            "cust_no": {"trust": "strong"},
+            "id_no": {"trust": "strong", "namespace": "token"},
+            "device": {"trust": "strong", "namespace": "token"},
+        },
+        "records": {
+            "customers": {
+                "role": "person",
+                "key": ["cust_no"],
+                "identifiers": {"cust_no": "cust_no"},
+                "attributes": {"name": "name", "birth_date": "birth_date"},
+            },
+        },
+        "linkage": {
+            "comparisons": [
+                {"name": "name", "kind": "exact", "column": "name"},
+                {"name": "birth_date", "kind": "exact", "column": "birth_date"},
+            ],
+            "blocking": [["name"]],
+        },
+        "clusters": {
+            "max_person_records": 4,
+            "split_match_threshold": 0.9999,
+            "conflicting_persons": "gamma_name = 0 AND gamma_birth_date = 0",
+        },
+    }
+)
+PAIRS = "record_id_l string, record_id_r string, gamma_name int, gamma_birth_date int, "
+PAIRS += "match_probability double"
+
+
+def _guarded(spark, records, identifiers, scored, previous=None):
+    records = spark.createDataFrame(records, "record_id string, role string")
+    identifiers = spark.createDataFrame(
+        identifiers, "record_id string, source string, kind string, value string"
+    )
+    scored = spark.createDataFrame(scored, PAIRS)
+    matches = scored.where("match_probability >= 0.99")
+    conflicts = conflicting_values(records, identifiers, scored, GUARDED)
+    return cluster_records(
+        records, identifiers, matches, GUARDED, previous=previous, conflicts=conflicts
+    )
+
+
+def test_a_strong_value_held_by_two_different_persons_links_nothing(spark):
+    records = [(f"c|{i}", "person") for i in range(4)]
+    identifiers = [(f"c|{i}", "customers", "cust_no", f"cust_no:{i}") for i in range(4)]
+    identifiers += [
+        ("c|0", "customers", "id_no", "token:ID1"),  # typed into another person's record
+        ("c|1", "customers", "id_no", "token:ID1"),
+        ("c|2", "customers", "id_no", "token:ID2"),  # the same person twice
+        ("c|3", "customers", "id_no", "token:ID2"),
+    ]
+    scored = [("c|0", "c|1", 0, 0, 0.0001), ("c|3", "c|2", 2, 1, 0.5)]
+    result = _guarded(spark, records, identifiers, scored)
+    c = _cluster_of(result)
+    assert c["c|0"] != c["c|1"]
+    assert c["c|2"] == c["c|3"]
+    reasons = {(r["value"], r["reason"]) for r in result.noise.collect()}
+    assert ("token:ID1", "conflicting_holders") in reasons
+    assert not any(value == "token:ID2" for value, _ in reasons)
+    result.unpersist()
+
+
+def test_a_too_large_cluster_splits_at_its_weak_match(spark):
+    records = [(f"p|{i}", "person") for i in range(10)]
+    identifiers = [(f"p|{i}", "customers", "cust_no", f"cust_no:{i}") for i in range(10)]
+    identifiers += [(f"p|{i}", "customers", "device", "token:D1") for i in range(5)]
+    identifiers += [(f"p|{i}", "customers", "device", "token:D2") for i in range(5, 10)]
+    scored = [("p|4", "p|5", 2, 2, 0.995)]  # a match, but not a sure one
+    result = _guarded(spark, records, identifiers, scored)
+    c = _cluster_of(result)
+    assert len({c[f"p|{i}"] for i in range(5)}) == 1
+    assert len({c[f"p|{i}"] for i in range(5, 10)}) == 1
+    assert c["p|0"] != c["p|9"]
+    assert result.figures["split_clusters"] == 1
+    assert result.figures["most_person_records_in_a_cluster"] == 5
+    result.unpersist()
+
+
+def test_a_sure_match_holds_a_large_cluster_together_and_it_is_flagged(spark):
+    records = [(f"p|{i}", "person") for i in range(10)]
+    identifiers = [(f"p|{i}", "customers", "cust_no", f"cust_no:{i}") for i in range(10)]
+    identifiers += [(f"p|{i}", "customers", "device", "token:D1") for i in range(5)]
+    identifiers += [(f"p|{i}", "customers", "device", "token:D2") for i in range(5, 10)]
+    scored = [("p|4", "p|5", 2, 2, 0.99999)]
+    result = _guarded(spark, records, identifiers, scored)
+    assert len(set(_cluster_of(result).values())) == 1
+    assert result.figures["most_person_records_in_a_cluster"] == 10
+    result.unpersist()
+
+
+def test_incremental_phase1_equals_a_full_run(spark):
+    # before: a chain a0-a1-a2 (two devices), b0-b1 (match), c0 alone; d0-d1 (device)
+    records = [(r, "person") for r in ("a0", "a1", "a2", "b0", "b1", "c0", "d0", "d1")]
+    ids = [(r, "customers", "cust_no", f"cust_no:{r}") for r, _ in records]
+    ids += [(r, "customers", "device", "token:A1") for r in ("a0", "a1")]
+    ids += [(r, "customers", "device", "token:A2") for r in ("a1", "a2")]
+    ids += [(r, "customers", "device", "token:D") for r in ("d0", "d1")]
+    scored = [("b0", "b1", 2, 2, 0.999)]
+    before = _guarded(spark, records, ids, scored)
+    phase1 = before.phase1.localCheckpoint()
+    before.unpersist()
+    # after: a1 is gone (a0 and a2 lose their link), n0 is new and joins c0 (device) and b1
+    # (match), d0 and d1 are unchanged
+    records2 = [r for r in records if r[0] != "a1"] + [("n0", "person")]
+    ids2 = [i for i in ids if i[0] != "a1"] + [
+        ("n0", "customers", "cust_no", "cust_no:n0"),
+        ("n0", "customers", "device", "token:C"),
+        ("c0", "customers", "device", "token:C"),
+    ]
+    scored2 = [*scored, ("b1", "n0", 2, 2, 0.999)]
+    # dirty: new, gone and changed records (c0's identifiers changed), ends of new matches
+    dirty = spark.createDataFrame([("a1",), ("n0",), ("c0",), ("b1",)], "record_id string")
+    full = _guarded(spark, records2, ids2, scored2)
+    incremental = _guarded(spark, records2, ids2, scored2, PreviousClusters(phase1, dirty))
+    assert sorted(full.phase1.collect()) == sorted(incremental.phase1.collect())
+    c = _cluster_of(incremental)
+    assert c["a0"] != c["a2"]
+    assert c["n0"] == c["c0"] == c["b0"] == c["b1"]
+    assert c["d0"] == c["d1"] != c["a0"]
+    full.unpersist()
+    incremental.unpersist()

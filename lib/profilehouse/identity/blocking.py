@@ -56,6 +56,7 @@ def candidate_pairs(
     max_block_size: int,
     link_only: bool = False,
     every_rule: bool = False,
+    focus: DataFrame | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Candidate pairs ``(uid_l, uid_r, rule)`` with ``uid_l < uid_r``, and the oversize blocks.
 
@@ -70,6 +71,8 @@ def candidate_pairs(
     keys = block_keys(records, rules, link_only)
     oversize = oversize_blocks(keys, max_block_size)
     kept = keys.join(F.broadcast(oversize.select("rule", "key")), ["rule", "key"], "left_anti")
+    if focus is not None:
+        return _pairs_with_focus(kept, focus, link_only), oversize
     left, right = kept.alias("l"), kept.alias("r")
     condition = (
         (F.col("l.rule") == F.col("r.rule"))
@@ -85,3 +88,22 @@ def candidate_pairs(
         return found, oversize
     pairs = found.groupBy("uid_l", "uid_r").agg(F.min("rule").alias("rule"))
     return pairs, oversize
+
+
+def _pairs_with_focus(kept: DataFrame, focus: DataFrame, link_only: bool) -> DataFrame:
+    """Pairs (first rule each) of the kept block keys with at least one record in ``focus``."""
+    focused = kept.join(focus.select(UID).distinct(), UID, "left_semi")
+    left, right = focused.alias("l"), kept.alias("r")
+    condition = (
+        (F.col("l.rule") == F.col("r.rule"))
+        & (F.col("l.key") == F.col("r.key"))
+        & (F.col(f"l.{UID}") != F.col(f"r.{UID}"))
+    )
+    if link_only:
+        condition &= F.col(f"l.{DATASET}") != F.col(f"r.{DATASET}")
+    found = left.join(right, condition).select(
+        F.least(f"l.{UID}", f"r.{UID}").alias("uid_l"),
+        F.greatest(f"l.{UID}", f"r.{UID}").alias("uid_r"),
+        F.col("l.rule"),
+    )
+    return found.groupBy("uid_l", "uid_r").agg(F.min("rule").alias("rule"))

@@ -96,6 +96,44 @@ class FellegiSunterModel:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
+    @classmethod
+    def from_dict(
+        cls, data: dict, comparisons: Sequence[ComparisonSpec], tf_columns: dict[str, str]
+    ) -> FellegiSunterModel:
+        """The model :meth:`to_dict` wrote, for ``comparisons`` as configured now.
+
+        Raises ValueError when the configured comparisons differ from the stored model's (a
+        comparison added, removed or given other levels): such a model cannot score them.
+        """
+        stored = data["comparisons"]
+        problems = []
+        for spec in comparisons:
+            entry = stored.get(spec.name)
+            if entry is None:
+                problems.append(f"{spec.name!r} is not in the stored model")
+            elif (entry["kind"], entry["column"], entry["levels"]) != (
+                spec.kind,
+                spec.column,
+                level_labels(spec),
+            ):
+                problems.append(f"{spec.name!r} is configured differently")
+            elif entry["term_frequency"] != (spec.name in tf_columns):
+                problems.append(f"{spec.name!r} term_frequency differs")
+        extra = sorted(set(stored) - {s.name for s in comparisons})
+        problems += [f"{name!r} is in the stored model but not configured" for name in extra]
+        if problems:
+            raise ValueError(
+                "the stored model does not fit the comparisons: " + "; ".join(problems)
+            )
+        return cls(
+            tuple(comparisons),
+            float(data["prior"]),
+            {s.name: [float(x) for x in stored[s.name]["m"]] for s in comparisons},
+            {s.name: [float(x) for x in stored[s.name]["u"]] for s in comparisons},
+            int(data.get("em_iterations", 0)),
+            dict(tf_columns),
+        )
+
 
 def _log2_ratio(a: float, b: float) -> float:
     return math.log2(max(a, PROBABILITY_FLOOR) / max(b, PROBABILITY_FLOOR))

@@ -42,11 +42,137 @@ def node_id_expr(key: Column) -> Column:
     return F.xxhash64(key)
 
 
+@dataclass(frozen=True)
+class PreviousClusters:
+    """The previous run's phase-1 clusters and the records whose links may have changed since.
+
+    ``clusters``: ``(record_id, c1)``; ``dirty``: ``(record_id)`` — every record that is new,
+    changed or gone, holds a value whose noise status changed, or is an end of a match that
+    appeared, disappeared or was re-scored. A previous cluster without dirty records kept all
+    its internal links, so it is one node of the new graph, labelled by its old ``c1`` (the
+    smallest node id in it, as a full run labels it); only dirty clusters are taken apart into
+    records. Phase 1 then costs in proportion to the change, and its clusters and labels equal
+    a full run's.
+    """
+
+    clusters: DataFrame
+    dirty: DataFrame
+
+
+def _contracted_graph(
+    record_nodes: DataFrame,
+    strong: DataFrame,
+    matched: DataFrame,
+    previous: PreviousClusters,
+    keep,
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(nodes, edges, label) of phase 1 with clean previous clusters as single nodes.
+
+    ``label``: ``(node, at)`` — the graph node each record's node stands for (its clean
+    cluster's ``c1``, or itself when its cluster was taken apart or it is new).
+    """
+    touched = previous.clusters.join(previous.dirty, RECORD_ID, "left_semi").select("c1")
+    clean = previous.clusters.join(touched.distinct(), "c1", "left_anti")
+    label = keep(
+        record_nodes.join(clean, RECORD_ID, "left").select(
+            "node", F.coalesce("c1", "node").alias("at"), F.col("c1").isNull().alias("apart")
+        )
+    )
+    apart = label.where("apart").select(F.col("node").alias("src"))
+    # every strong value an apart record holds, with all its holders (clean ones as clusters)
+    values = strong.join(apart, "src", "left_semi").select("dst").distinct()
+    at = label.select(F.col("node").alias("src"), "at")
+    value_edges = (
+        strong.join(values, "dst", "left_semi")
+        .join(at, "src")
+        .select(F.col("at").alias("src"), "dst")
+    )
+    # matches with an apart end (a match inside a clean cluster is already in its node)
+    match_edges = (
+        matched.join(at.withColumnRenamed("at", "at_src"), "src")
+        .join(at.withColumnRenamed("src", "dst").withColumnRenamed("at", "at_dst"), "dst")
+        .where(F.col("at_src") != F.col("at_dst"))
+        .select(F.col("at_src").alias("src"), F.col("at_dst").alias("dst"))
+    )
+    nodes = label.where("apart").select("node")
+    return nodes, value_edges.unionByName(match_edges), label.select("node", "at")
+
+
+def _phase1_labels(
+    record_nodes: DataFrame, components: DataFrame, label: DataFrame | None
+) -> DataFrame:
+    """``(record_id, role, c1)``: each record's phase-1 component."""
+    if label is None:
+        return record_nodes.join(components.withColumnRenamed("component", "c1"), "node").select(
+            RECORD_ID, "role", "c1"
+        )
+    found = components.select(F.col("node").alias("at"), F.col("component").alias("c1"))
+    # clean clusters no new link reached are not in the graph: they keep their label
+    return (
+        record_nodes.join(label, "node")
+        .join(found, "at", "left")
+        .select(RECORD_ID, "role", F.coalesce("c1", "at").alias("c1"))
+    )
+
+
+def _split_too_large(
+    first: DataFrame,
+    strong: DataFrame,
+    matches: DataFrame,
+    settings: IdentitySettings,
+    checkpoint_dir: str | None,
+    keep,
+) -> tuple[DataFrame, int]:
+    """Phase-1 clusters with more than ``max_person_records`` person records re-linked by the
+    stronger evidence only (strong identifiers, matches from ``split_match_threshold``):
+    ``(record_id, role, c1)`` and how many clusters were split. The parts are labelled by their
+    smallest node, so the result depends only on the cluster's own links."""
+    cap = settings.clusters.max_person_records
+    large = keep(
+        first.where(F.col("role") == "person")
+        .groupBy("c1")
+        .count()
+        .where(F.col("count") > cap)
+        .select("c1")
+    )
+    found = large.count()
+    if found == 0:
+        return first, 0
+    inside = first.join(large, "c1", "left_semi").withColumn("node", node_id_expr(F.col(RECORD_ID)))
+    nodes = inside.select(F.col("node").alias("src"))
+    value_edges = strong.join(nodes, "src", "left_semi")
+    if "match_probability" in matches.columns:
+        sure = matches.where(F.col("match_probability") >= settings.clusters.split_match_threshold)
+    else:
+        sure = matches.limit(0)
+    match_edges = (
+        sure.select(
+            node_id_expr(F.col("record_id_l")).alias("src"),
+            node_id_expr(F.col("record_id_r")).alias("dst"),
+        )
+        .join(nodes, "src", "left_semi")
+        .join(nodes.withColumnRenamed("src", "dst"), "dst", "left_semi")
+    )
+    with components_with_isolated(
+        inside.select("node"),
+        value_edges.unionByName(match_edges),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=settings.clusters.checkpoint_every,
+    ) as parts:
+        relabelled = inside.join(parts.df.withColumnRenamed("component", "part"), "node").select(
+            RECORD_ID, "role", F.col("part").alias("c1")
+        )
+        out = keep(first.join(large, "c1", "left_anti").unionByName(relabelled))
+        out.count()
+    return out, found
+
+
 @dataclass
 class Clustering:
     """Result of :func:`cluster_records` (checkpointed DataFrames; call ``unpersist``)."""
 
     clusters: DataFrame  # record_id, cluster_id (long), phase ('1' anchored, '2' attached, ...)
+    phase1: DataFrame  # record_id, c1: the phase-1 clusters (an incremental run's starting point)
     noise: DataFrame  # kind, value, source, records, reason
     evidence: DataFrame  # record_id, kind, value, evidence ('identifier' | 'attached')
     figures: dict
@@ -80,6 +206,52 @@ def noisy_values(identifiers: DataFrame, settings: IdentitySettings) -> DataFram
     )
 
 
+def conflicting_values(
+    records: DataFrame, identifiers: DataFrame, scored: DataFrame, settings: IdentitySettings
+) -> DataFrame:
+    """Strong identifier values held by two person records the linkage model calls different
+    persons (``clusters.conflicting_persons`` over their scored pair): a national ID typed
+    into the wrong customer, a shared device. Same columns as :func:`noisy_values`."""
+    condition = settings.clusters.conflicting_persons
+    strong = [k for k, spec in settings.identifiers.items() if spec.trust == "strong"]
+    held = (
+        identifiers.where(F.col("kind").isin(*strong))
+        .join(records.where(F.col("role") == "person").select(RECORD_ID), RECORD_ID, "left_semi")
+        .select(RECORD_ID, "kind", "value", "source")
+    )
+    if condition is None:
+        return (
+            held.limit(0)
+            .select(
+                "kind",
+                "value",
+                "source",
+                F.lit(0).cast("long").alias("records"),
+                F.lit("").alias("reason"),
+            )
+            .where(F.lit(False))
+        )
+    left, right = held.alias("a"), held.alias("b")
+    pairs = left.join(
+        right,
+        (F.col("a.value") == F.col("b.value"))
+        & (F.col(f"a.{RECORD_ID}") < F.col(f"b.{RECORD_ID}")),
+    ).select(
+        "a.kind", "a.value", F.col(f"a.{RECORD_ID}").alias("x"), F.col(f"b.{RECORD_ID}").alias("y")
+    )
+    different = scored.where(F.expr(condition)).select(
+        F.least("record_id_l", "record_id_r").alias("x"),
+        F.greatest("record_id_l", "record_id_r").alias("y"),
+    )
+    values = pairs.join(different, ["x", "y"], "left_semi").select("value").distinct()
+    return (
+        held.join(values, "value", "left_semi")
+        .groupBy("kind", "value", "source")
+        .agg(F.countDistinct(RECORD_ID).alias("records"))
+        .withColumn("reason", F.lit("conflicting_holders"))
+    )
+
+
 def _check_no_collisions(nodes: DataFrame) -> None:
     """Raise when two distinct keys share a node id (one small aggregate)."""
     clash = (
@@ -98,9 +270,16 @@ def cluster_records(
     matches: DataFrame,
     settings: IdentitySettings,
     checkpoint_dir: str | None = None,
+    previous: PreviousClusters | None = None,
+    conflicts: DataFrame | None = None,
 ) -> Clustering:
     """Cluster ``records`` (record_id, role) by ``identifiers`` (record_id, source, kind,
-    value) and probabilistic ``matches`` between person records (record_id_l, record_id_r)."""
+    value) and probabilistic ``matches`` between person records (record_id_l, record_id_r).
+
+    With ``previous`` (an incremental run) phase 1 only re-links what may have changed; the
+    clusters are the same as without it (see :class:`PreviousClusters`). ``conflicts``
+    (:func:`conflicting_values`) are values kept from linking, like noise.
+    """
     store = StoredFrames(records.sparkSession, reliable=False)
 
     def keep(df: DataFrame) -> DataFrame:
@@ -108,7 +287,8 @@ def cluster_records(
         # DAG of reused intermediates never turns into an exponentially large plan tree.
         return store.checkpoint(df)
 
-    noise = keep(noisy_values(identifiers, settings))
+    noise = noisy_values(identifiers, settings)
+    noise = keep(noise if conflicts is None else noise.unionByName(conflicts))
     usable = keep(
         identifiers.join(F.broadcast(noise.select("value").distinct()), "value", "left_anti")
         .withColumn("trust", F.element_at(_trust_map(settings), F.col("kind")))
@@ -132,19 +312,20 @@ def cluster_records(
         node_id_expr(F.col("record_id_l")).alias("src"),
         node_id_expr(F.col("record_id_r")).alias("dst"),
     )
+    if previous is None:
+        nodes, edges, label = record_nodes.select("node"), strong.unionByName(matched), None
+    else:
+        nodes, edges, label = _contracted_graph(record_nodes, strong, matched, previous, keep)
     with components_with_isolated(
-        record_nodes.select("node"),
-        strong.unionByName(matched),
+        nodes,
+        edges,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=settings.clusters.checkpoint_every,
     ) as phase1:
-        first = keep(
-            record_nodes.join(phase1.df.withColumnRenamed("component", "c1"), "node").select(
-                RECORD_ID, "role", "c1"
-            )
-        )
-        first.count()  # materialise before the components' checkpoint is released
+        joined = keep(_phase1_labels(record_nodes, phase1.df, label))
+        joined.count()  # materialise before the components' checkpoint is released
         phase1_iterations = phase1.iterations
+    first, split = _split_too_large(joined, strong, matches, settings, checkpoint_dir, keep)
     anchored = keep(first.where(F.col("role") == "person").select("c1").distinct())
 
     # phase 2: medium identifiers
@@ -219,8 +400,14 @@ def cluster_records(
         .alias("evidence"),
     ).join(noise_report.select("value").distinct(), "value", "left_anti")
     figures = _clustering_figures(clusters, noise_report)
-    figures |= {"phase1_iterations": phase1_iterations, "phase2_iterations": phase2_iterations}
-    return Clustering(clusters, noise_report, evidence, figures, store)
+    figures |= {
+        "phase1_iterations": phase1_iterations,
+        "phase2_iterations": phase2_iterations,
+        "split_clusters": split,
+    }
+    return Clustering(
+        clusters, first.select(RECORD_ID, "c1"), noise_report, evidence, figures, store
+    )
 
 
 def _clustering_figures(clusters: DataFrame, noise: DataFrame) -> dict:

@@ -79,8 +79,17 @@ def tf_column(spec: ComparisonSpec) -> str:
     return f"__tf_{spec.column}"
 
 
-def prepared_records(records: DataFrame, settings: LinkageSettings) -> DataFrame:
-    """Records with the derived columns and term frequencies added; checks required columns."""
+def prepared_records(
+    records: DataFrame,
+    settings: LinkageSettings,
+    term_frequencies: dict[str, DataFrame] | None = None,
+) -> DataFrame:
+    """Records with the derived columns and term frequencies added; checks required columns.
+
+    ``term_frequencies``: per comparison name, a frame ``(<column>, <tf column>)`` to use
+    instead of counting the records (the frequencies a model was trained with, so a later run
+    scores pairs exactly as that run did; values it never saw get no frequency adjustment).
+    """
     if UID not in records.columns:
         raise SchemaError(f"linkage records need a '{UID}' column; present: {records.columns}")
     out = records.withColumns({k: F.expr(v) for k, v in settings.derived.items()})
@@ -90,10 +99,27 @@ def prepared_records(records: DataFrame, settings: LinkageSettings) -> DataFrame
             f"comparison column(s) {', '.join(missing)} not in the records "
             f"(present: {', '.join(out.columns)})"
         )
+    frozen = term_frequencies or {}
     for spec in settings.comparisons:
-        if spec.term_frequency and tf_column(spec) not in out.columns:
+        if not spec.term_frequency or tf_column(spec) in out.columns:
+            continue
+        if spec.name in frozen:
+            table = frozen[spec.name].select(spec.column, tf_column(spec))
+            out = out.join(table, spec.column, "left")
+        else:
             out = _with_term_frequency(out, spec.column, tf_column(spec))
     return out
+
+
+def term_frequency_tables(prepared: DataFrame, settings: LinkageSettings) -> dict[str, DataFrame]:
+    """Per term-frequency comparison, its distinct ``(<column>, <tf column>)`` in ``prepared``."""
+    return {
+        spec.name: prepared.where(F.col(spec.column).isNotNull())
+        .select(spec.column, tf_column(spec))
+        .distinct()
+        for spec in settings.comparisons
+        if spec.term_frequency
+    }
 
 
 def _with_term_frequency(records: DataFrame, column: str, name: str) -> DataFrame:
@@ -265,12 +291,20 @@ def score_pairs(
     settings: LinkageSettings,
     model: FellegiSunterModel,
     link_only: bool = False,
+    *,
+    focus: DataFrame | None = None,
+    term_frequencies: dict[str, DataFrame] | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Every candidate pair scored (``uid_l, uid_r, rule, gamma_*, bf_*, match_weight,
-    match_probability``) and the oversize blocks skipped by blocking."""
-    prepared = prepared_records(records, settings)
+    match_probability``) and the oversize blocks skipped by blocking.
+
+    ``focus`` (``uid``): only the pairs with at least one of these records (see
+    :func:`~profilehouse.identity.blocking.candidate_pairs`); ``term_frequencies``: frozen
+    frequencies (see :func:`prepared_records`).
+    """
+    prepared = prepared_records(records, settings, term_frequencies)
     pairs, oversize = candidate_pairs(
-        prepared, settings.blocking, settings.max_block_size, link_only
+        prepared, settings.blocking, settings.max_block_size, link_only, focus=focus
     )
     vectors = comparison_vectors(pairs, prepared, settings)
     gammas = [gamma_column(s) for s in settings.comparisons]

@@ -73,7 +73,7 @@ def person_attributes(silver: DataFrame, name: str, source: RecordSource) -> Dat
     """One row per person record: record_id, source, updated_at, attributes, vault tokens
     (``__token_<attribute>``), the newest silver row winning when the grain is not unique."""
     columns = {a: F.expr(sql) for a, sql in source.attributes.items()}
-    columns |= {f"__token_{a}": F.col(token) for a, token in source.vault_attributes.items()}
+    columns |= {vault_token_column(a): F.col(token) for a, token in source.vault_attributes.items()}
     rows = silver.select(
         record_id_expr(name, source).alias(RECORD_ID),
         F.lit(name).alias("source"),
@@ -85,17 +85,22 @@ def person_attributes(silver: DataFrame, name: str, source: RecordSource) -> Dat
 
 
 def with_vault_values(persons: DataFrame, vault: DataFrame, source: RecordSource) -> DataFrame:
-    """Replace each ``__token_<attribute>`` column by the vault's normalised value.
+    """Add each vault attribute's normalised value beside its ``__token_<attribute>`` column.
 
     The values exist only inside this computation (for comparisons); nothing derived from them
     but similarity levels and scores is written.
     """
     out = persons
     for attribute in source.vault_attributes:
-        token = f"__token_{attribute}"
+        token = vault_token_column(attribute)
         values = vault.select(F.col("token").alias(token), F.col("value").alias(attribute))
-        out = out.join(values, token, "left").drop(token)
+        out = out.join(values, token, "left")
     return out
+
+
+def vault_token_column(attribute: str) -> str:
+    """The column holding the token of a vault attribute (kept beside its value)."""
+    return f"__token_{attribute}"
 
 
 def truth_keys(silver: DataFrame, name: str, source: RecordSource) -> DataFrame | None:

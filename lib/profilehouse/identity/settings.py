@@ -75,7 +75,22 @@ class RecordSource(StrictModel):
 
 class ClusterSettings(StrictModel):
     max_person_records: int = Field(
-        default=8, ge=2, description="Clusters with more person records are flagged."
+        default=8,
+        ge=2,
+        description="A cluster with more person records is split by the stronger evidence "
+        "(strong identifiers and matches from split_match_threshold); still larger, flagged.",
+    )
+    split_match_threshold: float = Field(
+        default=0.9999,
+        gt=0,
+        le=1,
+        description="Match probability a match needs to hold a too-large cluster together.",
+    )
+    conflicting_persons: str | None = Field(
+        default=None,
+        description="Spark SQL over a scored pair's levels (gamma_<comparison>) meaning 'two "
+        "different persons'; a strong identifier value held by such a pair of person records "
+        "links nothing and is reported (reason conflicting_holders).",
     )
     checkpoint_every: int = Field(default=2, ge=1)
 
@@ -114,6 +129,14 @@ class IdentitySettings(StrictModel):
                     f"records.{name}: attribute(s) {', '.join(missing)} compared by "
                     "linkage.comparisons are not declared"
                 )
+        conflict = self.clusters.conflicting_persons or ""
+        compared = {c.name for c in self.linkage.comparisons}
+        unknown_levels = sorted(set(re.findall(r"gamma_(\w+)", conflict)) - compared)
+        if unknown_levels:
+            problems.append(
+                f"clusters.conflicting_persons: no comparison named {', '.join(unknown_levels)} "
+                f"(compared: {', '.join(sorted(compared))})"
+            )
         # vault attributes are raw PII: they never reach the golden record
         person_attributes = set.intersection(
             *[set(s.attributes) for s in persons.values()] or [set()]

@@ -37,9 +37,22 @@ from profilehouse import delta_io, fs
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import SchemaError
-from profilehouse.identity import linker, quality
+from profilehouse.identity import linker, quality, run_state
 from profilehouse.identity.golden import build_golden_records
-from profilehouse.identity.graph import cluster_records, node_id_expr
+from profilehouse.identity.graph import (
+    PreviousClusters,
+    cluster_records,
+    conflicting_values,
+    node_id_expr,
+    noisy_values,
+)
+from profilehouse.identity.incremental import (
+    LinkageState,
+    changed_records,
+    flipped_noise,
+    record_fingerprints,
+    rescored_pairs,
+)
 from profilehouse.identity.records import (
     RECORD_ID,
     identifier_values,
@@ -83,11 +96,20 @@ def _silver(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame:
     return delta_io.read_table(spark, ref)
 
 
+@dataclass
+class IdentityInputs:
+    records: DataFrame  # record_id, source, role, updated_at, rows
+    identifiers: DataFrame  # record_id, source, kind, value
+    persons: DataFrame  # person records' attributes, vault values (in memory only) and tokens
+    fingerprints: DataFrame  # record_id, fingerprint
+    truths: DataFrame | None  # record_id, truth_source, truth_key
+
+
 def load_identity_inputs(
     spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings
-) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame | None]:
-    """(records, identifiers, person records with vault values, truth keys or None)."""
-    records, identifiers, persons, truths = [], [], [], []
+) -> IdentityInputs:
+    """Every source's identity records, identifiers and person attributes, from silver."""
+    records, identifiers, persons, attributes, truths = [], [], [], [], []
     vault = delta_io.read_table(spark, vault_table(catalog))
     for name, source in settings.records.items():
         silver = _silver(spark, catalog, name)
@@ -95,34 +117,39 @@ def load_identity_inputs(
         identifiers.append(identifier_values(silver, name, source, settings))
         if source.role == "person":
             attrs = person_attributes(silver, name, source)
+            attributes.append(attrs)
             persons.append(with_vault_values(attrs, vault, source))
         keys = truth_keys(silver, name, source)
         if keys is not None:
             truths.append(keys)
-    return (
+    all_identifiers = _union(identifiers)
+    return IdentityInputs(
         _union(records),
-        _union(identifiers),
+        all_identifiers,
         _union(persons),
+        record_fingerprints(all_identifiers, _union(attributes)),
         _union(truths) if truths else None,
     )
 
 
-def score_person_matches(
-    persons: DataFrame, settings: IdentitySettings
-) -> tuple[DataFrame, DataFrame, linker.TrainingReport]:
-    """(scored candidate pairs with record IDs, oversize blocks, training report)."""
-    keyed = persons.withColumn(linker.UID, node_id_expr(F.col(RECORD_ID)))
-    report = linker.train(keyed, settings.linkage)
-    scored, oversize = linker.score_pairs(keyed, settings.linkage, report.model)
+def _named_pairs(keyed: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Adds ``record_id_l``/``record_id_r`` to pairs of ``uid``s of ``keyed``."""
     ids = keyed.select(linker.UID, RECORD_ID)
-    named = scored.join(
-        ids.withColumnRenamed(linker.UID, "uid_l").withColumnRenamed(RECORD_ID, "record_id_l"),
-        "uid_l",
-    ).join(
-        ids.withColumnRenamed(linker.UID, "uid_r").withColumnRenamed(RECORD_ID, "record_id_r"),
-        "uid_r",
-    )
-    return named, oversize, report
+
+    def named(scored: DataFrame) -> DataFrame:
+        return scored.join(
+            ids.withColumnRenamed(linker.UID, "uid_l").withColumnRenamed(RECORD_ID, "record_id_l"),
+            "uid_l",
+        ).join(
+            ids.withColumnRenamed(linker.UID, "uid_r").withColumnRenamed(RECORD_ID, "record_id_r"),
+            "uid_r",
+        )
+
+    return named
+
+
+def _keyed(persons: DataFrame) -> DataFrame:
+    return persons.withColumn(linker.UID, node_id_expr(F.col(RECORD_ID)))
 
 
 def _previous_members(spark: SparkSession, catalog: TableCatalog) -> DataFrame | None:
@@ -143,6 +170,99 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
+@dataclass
+class PersonLinks:
+    """What linking the person records gave (see :func:`_link_persons`)."""
+
+    scored: DataFrame  # every candidate pair, scored, with record IDs
+    oversize: DataFrame  # blocks skipped
+    model: linker.FellegiSunterModel
+    frequencies: dict[str, DataFrame]  # term frequencies the model scores with
+    candidates: int | None  # known without counting (training counted them)
+    previous: PreviousClusters | None  # an incremental run's starting clusters
+    figures: dict
+
+
+def _link_persons(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    before: run_state.PreviousRun | None,
+    records: DataFrame,
+    identifiers: DataFrame,
+    keyed: DataFrame,
+    mode: str,
+) -> PersonLinks:
+    """Train and score (full), score with the stored model (rescore), or re-score only what
+    changed and find the dirty records (incremental)."""
+    if before is None:
+        report = linker.train(keyed, settings.linkage)
+        scored, oversize = linker.score_pairs(keyed, settings.linkage, report.model)
+        frequencies = linker.term_frequency_tables(
+            linker.prepared_records(keyed, settings.linkage), settings.linkage
+        )
+        return PersonLinks(
+            _named_pairs(keyed)(scored),
+            oversize,
+            report.model,
+            frequencies,
+            report.candidate_pairs,
+            None,
+            {"em_iterations": report.model.em_iterations},
+        )
+    model, frequencies = before.model, before.term_frequencies
+    if mode == "rescore":
+        scored, oversize = linker.score_pairs(
+            keyed, settings.linkage, model, term_frequencies=frequencies
+        )
+        figures = {"model_trained_in": before.trained_in}
+        return PersonLinks(
+            _named_pairs(keyed)(scored), oversize, model, frequencies, None, None, figures
+        )
+    changed = _staged(spark, catalog, "changed_records", changed_records(records, before.records))
+    rescoring = rescored_pairs(
+        keyed,
+        changed,
+        LinkageState(before.scored, before.oversize, model, frequencies),
+        settings.linkage,
+        _named_pairs(keyed),
+        stage=lambda df: _staged(spark, catalog, "rescored_pairs", df),
+    )
+    noise = noisy_values(identifiers, settings).unionByName(
+        conflicting_values(records, identifiers, rescoring.scored, settings)
+    )
+    flipped = flipped_noise(noise, before.noise)
+    holders = (
+        identifiers.unionByName(before.identifiers)
+        .join(flipped, "value", "left_semi")
+        .select(RECORD_ID)
+    )
+    dirty = _staged(
+        spark,
+        catalog,
+        "dirty_records",
+        changed.unionByName(holders).unionByName(rescoring.dirty).distinct(),
+    )
+    figures = {
+        "model_trained_in": before.trained_in,
+        "changed_records": changed.count(),
+        "rescored_pairs": rescoring.new_pairs.count(),
+        "dirty_records": dirty.count(),
+    }
+    return PersonLinks(
+        rescoring.scored,
+        rescoring.oversize,
+        model,
+        frequencies,
+        None,
+        PreviousClusters(before.phase1, dirty),
+        figures,
+    )
+
+
+MODES = ("full", "rescore", "incremental")
+
+
 def run_identity_stage(
     spark: SparkSession,
     env: EnvironmentConfig,
@@ -150,30 +270,51 @@ def run_identity_stage(
     run_id: str | None = None,
     truth_uri: str | None = None,
     progress: Callable[[str], None] = print,
+    mode: str = "full",
 ) -> IdentityResult:
-    """Resolve every identity record to a master customer ID and write the identity tables."""
+    """Resolve every identity record to a master customer ID and write the identity tables.
+
+    ``mode``: ``full`` trains the linkage model and scores every candidate pair; ``rescore``
+    scores every pair with the model of the last full run; ``incremental`` re-scores and
+    re-links only what changed since the last run (same result as ``rescore``).
+    """
+    if mode not in MODES:
+        raise ValueError(f"identity mode must be one of {', '.join(MODES)}, got {mode!r}")
     started = time.perf_counter()
     catalog = TableCatalog(env.warehouse_uri)
     settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
-    records, identifiers, persons, truths = load_identity_inputs(spark, catalog, settings)
+    before = None if mode == "full" else run_state.load(spark, catalog, settings)
+    inputs = load_identity_inputs(spark, catalog, settings)
     # records without any identifier (an anonymous receipt) are nobody's: not identity records
-    records = records.join(identifiers.select(RECORD_ID).distinct(), RECORD_ID, "left_semi")
+    records = inputs.records.join(inputs.fingerprints, RECORD_ID).join(
+        inputs.identifiers.select(RECORD_ID).distinct(), RECORD_ID, "left_semi"
+    )
     # Inputs of the graph go through Delta: the plans the clustering iterates on stay small,
     # and a crashed run restarts from clean tables.
     records = _staged(spark, catalog, "records", records)
-    identifiers = _staged(spark, catalog, "record_identifiers", identifiers)
-    persons = persons.persist(_LEVEL)  # holds vault values: memory only, never written
-    scored, oversize, training = score_person_matches(persons, settings)
-    scored = _staged(spark, catalog, "scored_pairs", scored)
-    oversize = _staged(spark, catalog, "oversize_blocks", oversize)
+    identifiers = _staged(spark, catalog, "record_identifiers", inputs.identifiers)
+    persons = inputs.persons.persist(_LEVEL)  # holds vault values: memory only, never written
+    keyed = _keyed(persons)
+    link = _link_persons(spark, catalog, settings, before, records, identifiers, keyed, mode)
+    figures: dict = {"mode": mode, **link.figures}
+    model = link.model
+    scored = _staged(spark, catalog, "scored_pairs", link.scored)
+    oversize = _staged(spark, catalog, "oversize_blocks", link.oversize)
+    candidates = scored.count() if link.candidates is None else link.candidates
     matches = scored.where(F.col("match_probability") >= settings.linkage.match_threshold)
     progress(
-        f"  linkage: {training.candidate_pairs:,} candidate pairs, prior "
-        f"{training.model.prior:.4f}, {matches.count():,} matches"
+        f"  linkage ({mode}): {candidates:,} candidate pairs, prior "
+        f"{model.prior:.4f}, {matches.count():,} matches"
     )
     clustering = cluster_records(
-        records, identifiers, matches, settings, catalog.checkpoint_dir("identity")
+        records,
+        identifiers,
+        matches,
+        settings,
+        catalog.checkpoint_dir("identity"),
+        link.previous,
+        conflicting_values(records, identifiers, scored, settings),
     )
     assignment = assign_master_ids(
         clustering.clusters.select(F.col(RECORD_ID).alias("record_key"), "cluster_id"),
@@ -190,25 +331,27 @@ def run_identity_stage(
     golden = build_golden_records(
         persons.join(members.select(RECORD_ID, "master_id"), RECORD_ID), settings.golden_record
     )
-    figures = dict(clustering.figures)
+    figures |= clustering.figures
     figures |= {
         "records": members.count(),
         "person_record_count": persons.count(),
-        "candidate_pairs": training.candidate_pairs,
+        "candidate_pairs": candidates,
         "matches": matches.count(),
         "oversize_blocks": oversize.count(),
-        "model_prior": training.model.prior,
-        "em_iterations": training.model.em_iterations,
+        "model_prior": model.prior,
     }
     figures["comparisons_per_person_record"] = round(
-        training.candidate_pairs / max(figures["person_record_count"], 1), 2
+        candidates / max(figures["person_record_count"], 1), 2
     )
     _write_outputs(spark, catalog, members, scored, matches, clustering, assignment, golden)
-    if truths is not None and truth_uri and fs.path_exists(spark, f"{truth_uri}/records"):
+    delta_io.write_table(
+        clustering.phase1, identity_table(catalog, "phase1_clusters"), overwrite_schema=True
+    )
+    if truth_uri and inputs.truths is not None and fs.path_exists(spark, f"{truth_uri}/records"):
         report = quality.evaluate(
             spark,
             members.select(RECORD_ID, "master_id", "role", "how"),
-            truths,
+            inputs.truths,
             truth_uri,
             scored.select("record_id_l", "record_id_r"),
             identifiers,
@@ -217,8 +360,19 @@ def run_identity_stage(
         )
         figures |= report
         progress(quality.format_report(report))
+    if before is None:  # the frequencies the new model was trained with
+        run_state.write_term_frequencies(spark, catalog, link.frequencies, keyed, settings)
+    run_state.save(
+        spark,
+        catalog,
+        settings,
+        run_id,
+        mode,
+        model,
+        trained_in=before.trained_in if before is not None else run_id,
+    )
     figures["seconds"] = round(time.perf_counter() - started, 2)
-    _append_metrics(spark, catalog, run_id, figures, training.model.to_json())
+    _append_metrics(spark, catalog, run_id, figures, model.to_json())
     for df in (persons, members):
         df.unpersist()
     clustering.unpersist()

@@ -1,0 +1,213 @@
+"""What a later identity run needs from the last one: the state tables, pinned by version.
+
+Each successful run ends by writing ``identity.run_state`` (one row): its run ID, the run whose
+full training produced the linkage model, the model, a hash of the settings the state depends
+on, and the Delta version of every state table. A ``rescore`` or ``incremental`` run reads the
+state tables *at those versions*, so a run that crashed half-way (having overwritten some of
+them) leaves the last good state readable, and the new run's own writes never change what it
+reads.
+
+Term frequencies are stored by vault token for vault attributes (a name's frequency is keyed by
+the name's token, never by the name) and by value otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from profilehouse import delta_io
+from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.errors import ProfilehouseError
+from profilehouse.identity import linker
+from profilehouse.identity.fellegi_sunter import FellegiSunterModel
+from profilehouse.identity.records import vault_token_column
+from profilehouse.identity.settings import IdentitySettings
+from profilehouse.ingest.silver import vault_table
+
+STATE_TABLES = (
+    "records",
+    "record_identifiers",
+    "scored_pairs",
+    "oversize_blocks",
+    "phase1_clusters",
+    "noisy_identifiers",
+    "term_frequencies",
+)
+
+_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("trained_in", T.StringType(), False),
+        T.StructField("settings_hash", T.StringType(), False),
+        T.StructField("model", T.StringType(), False),
+        T.StructField("versions", T.StringType(), False),
+    ]
+)
+
+
+class IdentityStateError(ProfilehouseError):
+    """A rescore or incremental run has no usable state from an earlier run."""
+
+
+def _table(catalog: TableCatalog, name: str) -> TableRef:
+    return catalog.table(Layer.IDENTITY, name)
+
+
+def settings_hash(settings: IdentitySettings) -> str:
+    """Hash of everything the stored state depends on (all settings but the golden record's)."""
+    data = settings.model_dump(mode="json", exclude={"golden_record"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _tf_columns(settings: IdentitySettings) -> dict[str, str]:
+    return {s.name: linker.tf_column(s) for s in settings.linkage.comparisons if s.term_frequency}
+
+
+def _vault_attributes(settings: IdentitySettings) -> set[str]:
+    return {a for source in settings.records.values() for a in source.vault_attributes}
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """The last run's state (DataFrames read at the pinned versions)."""
+
+    run_id: str
+    trained_in: str
+    model: FellegiSunterModel
+    term_frequencies: dict[str, DataFrame]
+    records: DataFrame
+    identifiers: DataFrame
+    scored: DataFrame
+    oversize: DataFrame
+    phase1: DataFrame
+    noise: DataFrame  # value: the values kept from linking (max_records, conflicting_holders)
+
+
+def load(spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings) -> PreviousRun:
+    """The last successful run's state; IdentityStateError when there is none or it does not
+    fit the settings now."""
+    ref = _table(catalog, "run_state")
+    if not delta_io.table_exists(spark, ref):
+        raise IdentityStateError(
+            f"no earlier identity run in {ref.location} (table {ref.qualified_name}): run "
+            "`jobs/identity.py --mode full` first"
+        )
+    row = delta_io.read_table(spark, ref).first()
+    if row is None:
+        raise IdentityStateError(f"{ref.qualified_name} is empty: run --mode full first")
+    if row["settings_hash"] != settings_hash(settings):
+        raise IdentityStateError(
+            f"conf/identity.yaml changed since run {row['run_id']} (identifiers, records, "
+            "linkage or clusters): its state no longer applies; run --mode full"
+        )
+    try:
+        model = FellegiSunterModel.from_dict(
+            json.loads(row["model"]), settings.linkage.comparisons, _tf_columns(settings)
+        )
+    except ValueError as exc:
+        raise IdentityStateError(f"{ref.qualified_name}: {exc}; run --mode full") from exc
+    versions = json.loads(row["versions"])
+
+    def pinned(name: str) -> DataFrame:
+        return delta_io.read_table(spark, _table(catalog, name), version=versions[name])
+
+    linked_nothing = F.col("reason").isin("max_records", "conflicting_holders")
+    noise = pinned("noisy_identifiers").where(linked_nothing).select("value")
+    return PreviousRun(
+        run_id=row["run_id"],
+        trained_in=row["trained_in"],
+        model=model,
+        term_frequencies=_frequencies(spark, catalog, pinned("term_frequencies"), settings),
+        records=pinned("records"),
+        identifiers=pinned("record_identifiers"),
+        scored=pinned("scored_pairs"),
+        oversize=pinned("oversize_blocks"),
+        phase1=pinned("phase1_clusters"),
+        noise=noise,
+    )
+
+
+def _frequencies(
+    spark: SparkSession, catalog: TableCatalog, stored: DataFrame, settings: IdentitySettings
+) -> dict[str, DataFrame]:
+    """Per term-frequency comparison, ``(<column>, <tf column>)`` (vault tokens → values)."""
+    vault = delta_io.read_table(spark, vault_table(catalog)).select(
+        F.col("token").alias("key"), "value"
+    )
+    vault_attributes = _vault_attributes(settings)
+    out = {}
+    for spec in settings.linkage.comparisons:
+        if not spec.term_frequency:
+            continue
+        rows = stored.where(F.col("comparison") == spec.name)
+        if spec.column in vault_attributes:
+            value = rows.join(vault, "key").select(F.col("value").alias(spec.column), "tf")
+        else:
+            stored_type = rows.select("value_type").first()
+            cast = stored_type["value_type"] if stored_type else "string"
+            value = rows.select(F.col("key").cast(cast).alias(spec.column), "tf")
+        out[spec.name] = value.withColumnRenamed("tf", linker.tf_column(spec))
+    return out
+
+
+def write_term_frequencies(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    frequencies: dict[str, DataFrame],
+    keyed: DataFrame,
+    settings: IdentitySettings,
+) -> None:
+    """Store a full run's term frequencies (tokens for vault attributes, values otherwise)."""
+    specs = {s.name: s for s in settings.linkage.comparisons}
+    parts = []
+    for name, frame in frequencies.items():
+        column, tf = specs[name].column, linker.tf_column(specs[name])
+        value_type = keyed.schema[column].dataType.simpleString()
+        if column in _vault_attributes(settings):
+            tokens = keyed.select(column, vault_token_column(column)).distinct()
+            key = frame.join(tokens, column).select(
+                F.col(vault_token_column(column)).alias("key"), tf
+            )
+        else:
+            key = frame.select(F.col(column).cast("string").alias("key"), tf)
+        parts.append(
+            key.select(
+                F.lit(name).alias("comparison"),
+                "key",
+                F.lit(value_type).alias("value_type"),
+                F.col(tf).alias("tf"),
+            )
+        )
+    schema = "comparison string, key string, value_type string, tf double"
+    table = spark.createDataFrame([], schema)
+    for part in parts:
+        table = table.unionByName(part)
+    delta_io.write_table(table, _table(catalog, "term_frequencies"), overwrite_schema=True)
+
+
+def save(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    run_id: str,
+    mode: str,
+    model: FellegiSunterModel,
+    trained_in: str,
+) -> None:
+    """Record this run as the state the next one starts from (the run's last write)."""
+    versions = {name: delta_io.table_version(spark, _table(catalog, name)) for name in STATE_TABLES}
+    row = [
+        (run_id, mode, trained_in, settings_hash(settings), model.to_json(), json.dumps(versions))
+    ]
+    delta_io.write_table(
+        spark.createDataFrame(row, _SCHEMA).coalesce(1),
+        _table(catalog, "run_state"),
+        overwrite_schema=True,
+    )
