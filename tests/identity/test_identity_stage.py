@@ -53,6 +53,9 @@ def test_quality_against_ground_truth(resolved):
     assert figures["person_records"]["precision"] >= 0.98
     assert figures["person_records"]["recall"] >= 0.9
     assert figures["blocking_recall"] >= 0.98
+    # leaving out records nothing could link can only raise recall
+    assert figures["with_evidence"]["recall"] >= figures["recall"]
+    assert figures["records_without_evidence"] > 0
 
 
 def test_a_rerun_keeps_every_master_id(spark, ingested, resolved):
