@@ -245,3 +245,32 @@ def test_settings_reject_duplicate_comparison_names():
             source="identity.yaml",
         )
     assert "comparison names must be unique, repeated: n" in str(err.value)
+
+
+HAN = parse_model(
+    {
+        "simplified_chinese": ["name"],
+        "homophone_keys": {"name_sound": "name"},
+        "comparisons": [{"name": "name", "kind": "string", "column": "name", "thresholds": [1]}],
+        "blocking": [["name_sound"]],
+    },
+    LinkageSettings,
+    "han.yaml",
+)
+
+
+def test_traditional_and_homophone_names_block_together(spark):
+    records = spark.createDataFrame(
+        [(1, "張偉"), (2, "张伟"), (3, "张卫"), (4, "李娜")], "uid long, name string"
+    )
+    prepared = prepared_records(records, HAN)
+    names = {r["uid"]: r["name"] for r in prepared.collect()}
+    assert names[1] == names[2] == "张伟"
+    pairs, _ = candidate_pairs(prepared, HAN.blocking, max_block_size=10)
+    assert sorted((r["uid_l"], r["uid_r"]) for r in pairs.collect()) == [(1, 2), (1, 3), (2, 3)]
+
+
+def test_homophone_key_of_a_missing_column_is_named(spark):
+    records = spark.createDataFrame([(1, "x")], "uid long, full_name string")
+    with pytest.raises(SchemaError, match="homophone_keys column\\(s\\) name not in the records"):
+        prepared_records(records, HAN)

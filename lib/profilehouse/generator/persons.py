@@ -172,9 +172,9 @@ def _with_identifiers(df: DataFrame, seed: int) -> DataFrame:
     same_prefix = Window.partitionBy("region_code", "birth_date", "gender").orderBy(
         rand.randint(0, 99, seed, "id_seq", "person_id"), "person_id"
     )
-    seq = (F.row_number().over(same_prefix) - 1) * 2 + F.when(
-        F.col("gender") == "M", 1
-    ).otherwise(0)
+    seq = (F.row_number().over(same_prefix) - 1) * 2 + F.when(F.col("gender") == "M", 1).otherwise(
+        0
+    )
     first17 = F.concat(F.col("region_code"), birth, rand.digits(seq, 3))
     df = df.withColumn("id_no", F.concat(first17, id_check_char_expr(first17)))
     mobile_suffix = rand.digits(rand.scramble("person_id", 10**8, 48_271, 12_345_678), 8)

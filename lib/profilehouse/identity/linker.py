@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from profilehouse.config import StrictModel
 from profilehouse.errors import SchemaError
+from profilehouse.han import homophone_key_expr, simplified_expr
 from profilehouse.identity.blocking import DATASET, UID, candidate_pairs
 from profilehouse.identity.comparisons import ComparisonSpec, gamma_column, gamma_sql
 from profilehouse.identity.fellegi_sunter import (
@@ -37,6 +38,16 @@ from profilehouse.identity.fellegi_sunter import (
 class LinkageSettings(StrictModel):
     """How records are blocked, compared and scored."""
 
+    simplified_chinese: list[str] = Field(
+        default_factory=list,
+        description="Columns whose traditional Chinese characters become simplified, before "
+        "anything else (a name written in either form compares equal).",
+    )
+    homophone_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="New column → column: a key equal for names that sound the same in "
+        "Mandarin (toneless pinyin), for blocking on homophone typos.",
+    )
     derived: dict[str, str] = Field(
         default_factory=dict,
         description="Extra record columns (name → Spark SQL over the record), computed first; "
@@ -92,7 +103,21 @@ def prepared_records(
     """
     if UID not in records.columns:
         raise SchemaError(f"linkage records need a '{UID}' column; present: {records.columns}")
-    out = records.withColumns({k: F.expr(v) for k, v in settings.derived.items()})
+    absent = [
+        c
+        for c in [*settings.simplified_chinese, *settings.homophone_keys.values()]
+        if c not in records.columns
+    ]
+    if absent:
+        raise SchemaError(
+            f"simplified_chinese / homophone_keys column(s) {', '.join(sorted(set(absent)))} "
+            f"not in the records (present: {', '.join(records.columns)})"
+        )
+    out = records.withColumns({c: simplified_expr(F.col(c)) for c in settings.simplified_chinese})
+    out = out.withColumns(
+        {k: homophone_key_expr(F.col(v)) for k, v in settings.homophone_keys.items()}
+    )
+    out = out.withColumns({k: F.expr(v) for k, v in settings.derived.items()})
     missing = [c for c in settings.attribute_columns() if c not in out.columns]
     if missing:
         raise SchemaError(
@@ -105,6 +130,11 @@ def prepared_records(
             continue
         if spec.name in frozen:
             table = frozen[spec.name].select(spec.column, tf_column(spec))
+            if spec.column in settings.simplified_chinese:  # both forms of a value: one row
+                table = table.withColumn(spec.column, simplified_expr(F.col(spec.column)))
+                table = table.groupBy(spec.column).agg(
+                    F.max(tf_column(spec)).alias(tf_column(spec))
+                )
             out = out.join(table, spec.column, "left")
         else:
             out = _with_term_frequency(out, spec.column, tf_column(spec))
@@ -179,7 +209,8 @@ def _referenced_columns(sql: str, derived: dict[str, str], depth: int = 0) -> se
 
 def _free_comparisons(rule: list[str], settings: LinkageSettings) -> list[int]:
     """Indices of the comparisons a blocking rule does not force to agree."""
-    used = set().union(*(_referenced_columns(e, settings.derived) for e in rule))
+    sources = {**settings.derived, **settings.homophone_keys}  # a key forces its column
+    used = set().union(*(_referenced_columns(e, sources) for e in rule))
     return [i for i, c in enumerate(settings.comparisons) if c.column not in used]
 
 
