@@ -26,14 +26,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
 from profilehouse import fs  # noqa: E402
+from profilehouse.catalog import Layer, TableCatalog  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
 from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
+from profilehouse.identity.settings import load_identity_settings  # noqa: E402
 from profilehouse.identity.stage import run_identity_stage  # noqa: E402
 from profilehouse.ingest.stages import (  # noqa: E402
     run_bronze_stage,
@@ -233,6 +237,10 @@ def bench_ingest(spark, env, sf: float, work: Path) -> list[StageResult]:
 
 
 IDENTITY_FIGURES = (
+    "mode",
+    "changed_records",
+    "rescored_pairs",
+    "dirty_records",
     "records",
     "person_record_count",
     "candidate_pairs",
@@ -248,35 +256,87 @@ IDENTITY_FIGURES = (
 )
 
 
-def bench_identity(spark, env, sf: float, work: Path) -> StageResult:
-    """The identity stage over the silver tables ``ingest`` left (needs ingest)."""
-    data = work / f"sf{sf}"
-    env = env.model_copy(
-        update={"warehouse": str(data / "warehouse"), "truth": str(data / "truth")}
-    )
-    with PeakMemory() as mem:
-        started = time.perf_counter()
-        result = run_identity_stage(
-            spark, env, run_id=f"bench-sf{sf:g}", truth_uri=env.truth_uri, progress=print
-        )
-        took = time.perf_counter() - started
-    # floor: a plain scan + write of the silver tables the stage reads
-    floor = floor_seconds(spark, str(data / "warehouse" / "silver"), str(work / "floor"))
-    figures = result.figures
+def _silver_tables(env, names: list[str]) -> list[str]:
+    catalog = TableCatalog(env.warehouse_uri)
+    return [catalog.table(Layer.SILVER, n).location for n in names]
+
+
+def _versions_before_last_batch(spark, locations: list[str]) -> tuple[dict, dict]:
+    """(latest version, newest version holding no row of the last batch) per silver table."""
+
+    def newest_batch(location: str, version: int):
+        df = spark.read.format("delta").option("versionAsOf", version).load(location)
+        return df.agg(F.max("_batch")).first()[0]
+
+    latest = {
+        loc: DeltaTable.forPath(spark, loc).history(1).first()["version"] for loc in locations
+    }
+    last = max(b for loc in locations if (b := newest_batch(loc, latest[loc])) is not None)
+    before = {}
+    for loc in locations:
+        version = latest[loc]
+        while version > 0 and (newest_batch(loc, version) or "") >= last:
+            version -= 1
+        before[loc] = version
+    return latest, before
+
+
+def _identity_result(
+    stage: str, sf: float, figures: dict, took: float, peak: int, floor: float, identity_bytes: int
+) -> StageResult:
     rows_in = figures["records"]
     return StageResult(
         scale_factor=sf,
-        stage="identity",
+        stage=stage,
         seconds=round(took, 2),
         rows_in=rows_in,
         rows_out=figures.get("clusters", 0),
-        bytes_out=fs.summarize_path(spark, str(data / "warehouse" / "identity")).bytes,
+        bytes_out=identity_bytes,
         rows_per_s=round(rows_in / took),
-        peak_rss_mib=round(mem.peak / 2**20),
+        peak_rss_mib=round(peak / 2**20),
         floor_seconds=round(floor, 2),
         ratio_to_floor=round(took / floor, 2),
         figures={k: figures[k] for k in IDENTITY_FIGURES if k in figures},
     )
+
+
+def bench_identity(spark, env, sf: float, work: Path) -> list[StageResult]:
+    """The identity stage over the silver tables ``ingest`` left (needs ingest): a full run on
+    the history without the last daily batch, an incremental run once the batch is back, and a
+    full re-run on everything (what the incremental run is compared with)."""
+    data = work / f"sf{sf}"
+    env = env.model_copy(
+        update={"warehouse": str(data / "warehouse"), "truth": str(data / "truth")}
+    )
+    shutil.rmtree(data / "warehouse" / "identity", ignore_errors=True)  # start from no state
+    locations = _silver_tables(env, list(load_identity_settings().records))
+    latest, before = _versions_before_last_batch(spark, locations)
+    floor = floor_seconds(spark, str(data / "warehouse" / "silver"), str(work / "floor"))
+    results = []
+    runs = (
+        ("identity_history", "full", before),
+        ("identity_increment", "incremental", latest),
+        ("identity", "full", latest),
+    )
+    for stage, mode, versions in runs:
+        for loc in locations:
+            if DeltaTable.forPath(spark, loc).history(1).first()["version"] != versions[loc]:
+                DeltaTable.forPath(spark, loc).restoreToVersion(versions[loc])
+        print(f"  {stage} ({mode}) ...", flush=True)
+        with PeakMemory() as mem:
+            started = time.perf_counter()
+            result = run_identity_stage(
+                spark,
+                env,
+                run_id=f"bench-sf{sf:g}-{stage}",
+                truth_uri=env.truth_uri,
+                progress=print,
+                mode=mode,
+            )
+            took = time.perf_counter() - started
+        size = fs.summarize_path(spark, str(data / "warehouse" / "identity")).bytes
+        results.append(_identity_result(stage, sf, result.figures, took, mem.peak, floor, size))
+    return results
 
 
 def _data_files(landing: Path, batch_glob: str) -> list[Path]:
@@ -344,7 +404,7 @@ def main() -> int:
             elif stage == "ingest":
                 stage_results = bench_ingest(spark, env, sf, work)
             else:
-                stage_results = [bench_identity(spark, env, sf, work)]
+                stage_results = bench_identity(spark, env, sf, work)
             for result in stage_results:
                 print(
                     f"  {result.stage}: {result.seconds:.1f} s, {result.rows_out:,} rows, "
