@@ -123,7 +123,13 @@ def run_pipeline(
         progress(format_ingest_table(bronze, silver))
         progress("== stage: identity (records → stable master customer IDs)")
         identity = run_identity_stage(
-            spark, env, conf_dir, run_id=summary.run_id, truth_uri=env.truth_uri, progress=progress
+            spark,
+            env,
+            conf_dir,
+            run_id=summary.run_id,
+            truth_uri=env.truth_uri,
+            progress=progress,
+            mode="auto",
         )
         summary.record("identity", identity.figures)
         summary.finish("succeeded")

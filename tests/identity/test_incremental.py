@@ -23,7 +23,12 @@ from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.identity import run_state
 from profilehouse.identity.run_state import IdentityStateError
 from profilehouse.identity.settings import load_identity_settings
-from profilehouse.identity.stage import IdentityResult, identity_table, run_identity_stage
+from profilehouse.identity.stage import (
+    IdentityResult,
+    chosen_mode,
+    identity_table,
+    run_identity_stage,
+)
 from tests.conftest import Ingested
 
 QUIET = lambda _m: None  # noqa: E731
@@ -208,3 +213,14 @@ def test_changed_settings_refuse_the_old_state(spark, runs, tmp_path):
     settings = load_identity_settings(conf)
     with pytest.raises(IdentityStateError, match="changed since run run-3"):
         run_state.load(spark, runs.inc_catalog, settings)
+
+
+def test_auto_mode_goes_incremental_while_the_state_and_model_are_fresh(spark, runs, tmp_path):
+    settings = load_identity_settings()
+    mode, before = chosen_mode(spark, runs.inc_catalog, settings, "auto", QUIET)
+    assert mode == "incremental"
+    assert before is not None and before.run_id == "run-3" and before.trained_in == "run-1"
+    stale = settings.model_copy(update={"linkage_retrain_after_days": 0})
+    assert chosen_mode(spark, runs.inc_catalog, stale, "auto", QUIET) == ("full", None)
+    empty = TableCatalog((tmp_path / "nothing").as_uri())
+    assert chosen_mode(spark, empty, settings, "auto", QUIET) == ("full", None)

@@ -13,6 +13,7 @@ the name's token, never by the name) and by value otherwise.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ _SCHEMA = T.StructType(
         T.StructField("run_id", T.StringType(), False),
         T.StructField("mode", T.StringType(), False),
         T.StructField("trained_in", T.StringType(), False),
+        T.StructField("trained_at", T.TimestampType(), False),
         T.StructField("settings_hash", T.StringType(), False),
         T.StructField("model", T.StringType(), False),
         T.StructField("versions", T.StringType(), False),
@@ -62,7 +64,7 @@ def _table(catalog: TableCatalog, name: str) -> TableRef:
 
 def settings_hash(settings: IdentitySettings) -> str:
     """Hash of everything the stored state depends on (all settings but the golden record's)."""
-    data = settings.model_dump(mode="json", exclude={"golden_record"})
+    data = settings.model_dump(mode="json", exclude={"golden_record", "linkage_retrain_after_days"})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -80,6 +82,7 @@ class PreviousRun:
 
     run_id: str
     trained_in: str
+    trained_at: dt.datetime
     model: FellegiSunterModel
     term_frequencies: dict[str, DataFrame]
     records: DataFrame
@@ -123,6 +126,7 @@ def load(spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings)
     return PreviousRun(
         run_id=row["run_id"],
         trained_in=row["trained_in"],
+        trained_at=row["trained_at"],
         model=model,
         term_frequencies=_frequencies(spark, catalog, pinned("term_frequencies"), settings),
         records=pinned("records"),
@@ -200,11 +204,20 @@ def save(
     mode: str,
     model: FellegiSunterModel,
     trained_in: str,
+    trained_at: dt.datetime,
 ) -> None:
     """Record this run as the state the next one starts from (the run's last write)."""
     versions = {name: delta_io.table_version(spark, _table(catalog, name)) for name in STATE_TABLES}
     row = [
-        (run_id, mode, trained_in, settings_hash(settings), model.to_json(), json.dumps(versions))
+        (
+            run_id,
+            mode,
+            trained_in,
+            trained_at,
+            settings_hash(settings),
+            model.to_json(),
+            json.dumps(versions),
+        )
     ]
     delta_io.write_table(
         spark.createDataFrame(row, _SCHEMA).coalesce(1),

@@ -102,6 +102,11 @@ class IdentitySettings(StrictModel):
     records: dict[str, RecordSource] = Field(min_length=1)
     linkage: LinkageSettings
     clusters: ClusterSettings = ClusterSettings()
+    linkage_retrain_after_days: int = Field(
+        default=7,
+        ge=0,
+        description="Mode auto runs incrementally until the model is this old, then trains anew.",
+    )
     golden_record: dict[str, SurvivorshipRule] = Field(default_factory=dict)
 
     @model_validator(mode="after")

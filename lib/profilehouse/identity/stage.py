@@ -260,7 +260,34 @@ def _link_persons(
     )
 
 
-MODES = ("full", "rescore", "incremental")
+MODES = ("full", "rescore", "incremental", "auto")
+
+
+def chosen_mode(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    mode: str,
+    progress: Callable[[str], None],
+) -> tuple[str, run_state.PreviousRun | None]:
+    """The mode to run and the state it starts from. ``auto``: incremental while the last
+    run's state fits the settings and its model is younger than ``retrain_after_days``."""
+    if mode == "full":
+        return mode, None
+    if mode != "auto":
+        return mode, run_state.load(spark, catalog, settings)
+    try:
+        before = run_state.load(spark, catalog, settings)
+    except run_state.IdentityStateError as exc:
+        progress(f"  identity: full run ({exc})")
+        return "full", None
+    age = _now() - before.trained_at
+    if age > dt.timedelta(days=settings.linkage_retrain_after_days):
+        progress(
+            f"  identity: full run (the model of run {before.trained_in} is {age.days} days old)"
+        )
+        return "full", None
+    return "incremental", before
 
 
 def run_identity_stage(
@@ -276,7 +303,8 @@ def run_identity_stage(
 
     ``mode``: ``full`` trains the linkage model and scores every candidate pair; ``rescore``
     scores every pair with the model of the last full run; ``incremental`` re-scores and
-    re-links only what changed since the last run (same result as ``rescore``).
+    re-links only what changed since the last run (same result as ``rescore``); ``auto`` is
+    incremental when it can be (see :func:`chosen_mode`), else full.
     """
     if mode not in MODES:
         raise ValueError(f"identity mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -284,7 +312,7 @@ def run_identity_stage(
     catalog = TableCatalog(env.warehouse_uri)
     settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
-    before = None if mode == "full" else run_state.load(spark, catalog, settings)
+    mode, before = chosen_mode(spark, catalog, settings, mode, progress)
     inputs = load_identity_inputs(spark, catalog, settings)
     # records without any identifier (an anonymous receipt) are nobody's: not identity records
     records = inputs.records.join(inputs.fingerprints, RECORD_ID).join(
@@ -370,6 +398,7 @@ def run_identity_stage(
         mode,
         model,
         trained_in=before.trained_in if before is not None else run_id,
+        trained_at=before.trained_at if before is not None else _now(),
     )
     figures["seconds"] = round(time.perf_counter() - started, 2)
     _append_metrics(spark, catalog, run_id, figures, model.to_json())
