@@ -56,6 +56,7 @@ def test_quality_against_ground_truth(resolved):
     # leaving out records nothing could link can only raise recall
     assert figures["with_evidence"]["recall"] >= figures["recall"]
     assert figures["records_without_evidence"] > 0
+    assert figures["recall"] <= figures["recall_ceiling"] < 1
 
 
 def test_a_rerun_keeps_every_master_id(spark, ingested, resolved):

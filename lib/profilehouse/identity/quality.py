@@ -104,6 +104,21 @@ def blocking_recall(
     return round(found / total, 5) if total else 1.0
 
 
+def recall_ceiling(labelled: DataFrame, evidenced: DataFrame) -> float:
+    """The recall a resolver could reach if it linked every record with evidence to its person
+    and left the others alone: same-person pairs among evidenced records / all of them."""
+    flags = evidenced.select(RECORD_ID).withColumn("__e", F.lit(1))
+    per_person = (
+        labelled.join(flags, RECORD_ID, "left")
+        .groupBy("person_id")
+        .agg(F.count(F.lit(1)).alias("n"), F.count("__e").alias("e"))
+    )
+    row = per_person.agg(
+        F.sum(_pairs(F.col("n"))).alias("all"), F.sum(_pairs(F.col("e"))).alias("linkable")
+    ).first()
+    return round(row["linkable"] / row["all"], 5) if row["all"] else 1.0
+
+
 def _with_evidence(identifiers: DataFrame, persons: DataFrame) -> DataFrame:
     """``(record_id)`` of person records and of records sharing a value with another record."""
     holders = identifiers.groupBy("value").agg(F.countDistinct(RECORD_ID).alias("holders"))
@@ -140,6 +155,8 @@ def evaluate(
     report["records_without_evidence"] = (
         report["evaluated_records"] - with_evidence["evaluated_records"]
     )
+    linkable = labelled.where(F.col("how") != "unlinkable")
+    report["recall_ceiling"] = recall_ceiling(linkable, evidenced)
     report["blocking_recall"] = blocking_recall(
         persons, candidates, identifiers, truth, strong_kinds
     )
@@ -161,5 +178,6 @@ def format_report(report: dict) -> str:
         f"F1 {p['f1']:.4f}\n"
         f"  records with evidence (sharing a value with another record, or persons): "
         f"precision {e['precision']:.4f}, recall {e['recall']:.4f}, F1 {e['f1']:.4f}; "
-        f"{report['records_without_evidence']:,} records without any"
+        f"{report['records_without_evidence']:,} records without any (recall ceiling "
+        f"{report['recall_ceiling']:.4f})"
     )
