@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import random
+from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse.errors import SchemaError
-from profilehouse.identity.resolve import LinkageSpec, resolve_records
+from profilehouse.identity.resolve import LinkageSpec, read_person_file, resolve_records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _resolve_job():
+    """jobs/resolve.py as a module (jobs are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("job_resolve", ROOT / "jobs" / "resolve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 SPEC = LinkageSpec.model_validate(
     {
@@ -94,3 +109,29 @@ def test_missing_id_column_is_named(spark: SparkSession):
     with pytest.raises(SchemaError) as err:
         resolve_records(spark, [df], SPEC)
     assert str(err.value) == "input 0: id column 'ref' missing (present: name)"
+
+
+def test_the_resolve_job_dedupes_a_csv_file_into_delta_tables(spark, tmp_path, capsys):
+    a, b = _files(150, seed=5)
+    source = tmp_path / "people.csv"
+    spark.createDataFrame(a + b, SCHEMA).coalesce(1).write.option("header", True).csv(str(source))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC.model_dump(mode="json")), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--env", "test", "--spec", str(spec), "--input", str(source), "--format", "csv"]
+    assert _resolve_job().main([*args, "--output", str(out)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    clusters = spark.read.format("delta").load(str(out / "clusters"))
+    assert figures["records"] == clusters.count() == 300
+    persons = clusters.withColumn("person", F.regexp_extract("record_id", r"^(p\d+)-", 1))
+    mixed = persons.groupBy("cluster_id").agg(F.countDistinct("person").alias("n")).where("n > 1")
+    assert mixed.count() == 0
+    assert figures["clusters"] <= 1.05 * 150
+    # a re-run replaces the tables instead of adding to them
+    assert _resolve_job().main([*args, "--output", str(out)]) == 0
+    assert spark.read.format("delta").load(str(out / "clusters")).count() == 300
+
+
+def test_an_unknown_file_format_is_named(spark, tmp_path):
+    with pytest.raises(SchemaError, match=r"people\.xlsx: cannot tell the file format"):
+        read_person_file(spark, str(tmp_path / "people.xlsx"))

@@ -105,3 +105,44 @@ def resolve_records(
         clusters.count()
         iterations = components.iterations
     return Resolution(clusters, links, report.model, report.candidate_pairs, iterations)
+
+
+INPUT_FORMATS = ("csv", "parquet", "json", "delta")
+
+
+def read_person_file(spark: SparkSession, path: str, file_format: str | None = None) -> DataFrame:
+    """A person file as a DataFrame: CSV (with a header; every column a string), Parquet, JSON
+    lines or a Delta table; the format from ``file_format`` or the path's extension."""
+    chosen = file_format or Path(path.rstrip("/")).suffix.lstrip(".").lower() or "delta"
+    if chosen == "jsonl":
+        chosen = "json"
+    if chosen not in INPUT_FORMATS:
+        raise SchemaError(
+            f"{path}: cannot tell the file format from {chosen!r}; pass one of "
+            f"{', '.join(INPUT_FORMATS)}"
+        )
+    reader = spark.read.format(chosen)
+    if chosen == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "false")
+    return reader.load(path)
+
+
+def write_resolution(result: Resolution, output: str) -> dict:
+    """Write ``<output>/clusters`` and ``<output>/links`` as Delta tables (overwritten: a re-run
+    replaces them) and return the figures of the run."""
+    result.clusters.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+        f"{output}/clusters"
+    )
+    result.links.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+        f"{output}/links"
+    )
+    sizes = result.clusters.groupBy("cluster_id").count()
+    row = sizes.agg(F.count(F.lit(1)).alias("clusters"), F.max("count").alias("largest")).first()
+    return {
+        "records": result.clusters.count(),
+        "clusters": int(row["clusters"] or 0),
+        "largest_cluster": int(row["largest"] or 0),
+        "candidate_pairs": result.candidate_pairs,
+        "links": result.links.count(),
+        "model": result.model.to_dict(),
+    }
