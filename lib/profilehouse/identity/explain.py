@@ -7,7 +7,9 @@ One row per piece of evidence among the master's records:
 - ``match``: a probabilistic match between two person records, with its match probability,
   weight and the level and weight of every compared field (``detail``);
 - ``strong_identifier`` / ``medium_identifier``: an identifier value (a token or a clear key,
-  never raw PII) held by this record and at least one other record of the same master.
+  never raw PII) held by this record and at least one other record of the same master;
+- ``ignored:<reason>``: a value the record holds that linked nothing (``max_records``,
+  ``conflicting_holders``, ``shared_by_persons``) — why the record is *not* with others.
 """
 
 from __future__ import annotations
@@ -51,4 +53,19 @@ def explain_master(spark: SparkSession, catalog: TableCatalog, master_id: str) -
         F.lit(None).cast("double").alias("score"),
         F.lit(None).cast("string").alias("detail"),
     )
-    return matches.unionByName(identifiers)
+    noise = _table(spark, catalog, "noisy_identifiers").select("value", "reason").distinct()
+    ignored = (
+        _table(spark, catalog, "record_identifiers")
+        .join(ids, "record_id", "left_semi")
+        .join(noise, "value")
+        .select(
+            F.concat(F.lit("ignored:"), "reason").alias("evidence"),
+            "record_id",
+            F.lit(None).cast("string").alias("other"),
+            "kind",
+            "value",
+            F.lit(None).cast("double").alias("score"),
+            F.lit(None).cast("string").alias("detail"),
+        )
+    )
+    return matches.unionByName(identifiers).unionByName(ignored)
