@@ -256,6 +256,7 @@ IDENTITY_FIGURES = (
     "person_recall",
     "clusters",
     "largest_cluster",
+    "seconds_by_step",
 )
 
 

@@ -329,12 +329,14 @@ def run_identity_stage(
     model = link.model
     scored = _staged(spark, catalog, "scored_pairs", link.scored)
     oversize = _staged(spark, catalog, "oversize_blocks", link.oversize)
+    steps = {"inputs_and_linkage": time.perf_counter() - started}
     candidates = scored.count() if link.candidates is None else link.candidates
     matches = scored.where(F.col("match_probability") >= settings.linkage.match_threshold)
     progress(
         f"  linkage ({mode}): {candidates:,} candidate pairs, prior "
         f"{model.prior:.4f}, {matches.count():,} matches"
     )
+    mark = time.perf_counter()
     clustering = cluster_records(
         records,
         identifiers,
@@ -360,31 +362,18 @@ def run_identity_stage(
         persons.join(members.select(RECORD_ID, "master_id"), RECORD_ID), settings.golden_record
     )
     figures |= clustering.figures
-    figures |= {
-        "records": members.count(),
-        "person_record_count": persons.count(),
-        "candidate_pairs": candidates,
-        "matches": matches.count(),
-        "oversize_blocks": oversize.count(),
-        "model_prior": model.prior,
-    }
-    figures["comparisons_per_person_record"] = round(
-        candidates / max(figures["person_record_count"], 1), 2
-    )
+    figures |= _linkage_figures(members, persons, candidates, matches, oversize, model)
+    steps["clustering"] = time.perf_counter() - mark  # the clusters are checkpointed: computed
+    mark = time.perf_counter()
     _write_outputs(spark, catalog, members, scored, matches, clustering, assignment, golden)
     delta_io.write_table(
         clustering.phase1, identity_table(catalog, "phase1_clusters"), overwrite_schema=True
     )
+    steps["ids_golden_and_writes"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     if truth_uri and inputs.truths is not None and fs.path_exists(spark, f"{truth_uri}/records"):
-        report = quality.evaluate(
-            spark,
-            members.select(RECORD_ID, "master_id", "role", "how"),
-            inputs.truths,
-            truth_uri,
-            scored.select("record_id_l", "record_id_r"),
-            identifiers,
-            persons.select(RECORD_ID),
-            [k for k, spec in settings.identifiers.items() if spec.trust == "strong"],
+        report = _quality_report(
+            spark, settings, inputs, members, scored, identifiers, persons, truth_uri
         )
         figures |= report
         progress(quality.format_report(report))
@@ -400,6 +389,8 @@ def run_identity_stage(
         trained_in=before.trained_in if before is not None else run_id,
         trained_at=before.trained_at if before is not None else _now(),
     )
+    steps["quality_and_state"] = time.perf_counter() - mark
+    figures["seconds_by_step"] = {k: round(v, 1) for k, v in steps.items()}
     figures["seconds"] = round(time.perf_counter() - started, 2)
     _append_metrics(spark, catalog, run_id, figures, model.to_json())
     for df in (persons, members):
@@ -407,6 +398,48 @@ def run_identity_stage(
     clustering.unpersist()
     assignment.unpersist()
     return IdentityResult(run_id, figures)
+
+
+def _linkage_figures(
+    members: DataFrame,
+    persons: DataFrame,
+    candidates: int,
+    matches: DataFrame,
+    oversize: DataFrame,
+    model: linker.FellegiSunterModel,
+) -> dict:
+    person_records = persons.count()
+    return {
+        "records": members.count(),
+        "person_record_count": person_records,
+        "candidate_pairs": candidates,
+        "comparisons_per_person_record": round(candidates / max(person_records, 1), 2),
+        "matches": matches.count(),
+        "oversize_blocks": oversize.count(),
+        "model_prior": model.prior,
+    }
+
+
+def _quality_report(
+    spark: SparkSession,
+    settings: IdentitySettings,
+    inputs: IdentityInputs,
+    members: DataFrame,
+    scored: DataFrame,
+    identifiers: DataFrame,
+    persons: DataFrame,
+    truth_uri: str,
+) -> dict:
+    return quality.evaluate(
+        spark,
+        members.select(RECORD_ID, "master_id", "role", "how"),
+        inputs.truths,
+        truth_uri,
+        scored.select("record_id_l", "record_id_r"),
+        identifiers,
+        persons.select(RECORD_ID),
+        [k for k, spec in settings.identifiers.items() if spec.trust == "strong"],
+    )
 
 
 def _write_outputs(
