@@ -170,12 +170,14 @@ def write_term_frequencies(
 ) -> None:
     """Store a full run's term frequencies (tokens for vault attributes, values otherwise)."""
     specs = {s.name: s for s in settings.linkage.comparisons}
+    # the values as compared (e.g. simplified), beside the token of the value as stored
+    prepared = linker.prepared_records(keyed, settings.linkage)
     parts = []
     for name, frame in frequencies.items():
         column, tf = specs[name].column, linker.tf_column(specs[name])
         value_type = keyed.schema[column].dataType.simpleString()
         if column in _vault_attributes(settings):
-            tokens = keyed.select(column, vault_token_column(column)).distinct()
+            tokens = prepared.select(column, vault_token_column(column)).distinct()
             key = frame.join(tokens, column).select(
                 F.col(vault_token_column(column)).alias("key"), tf
             )
