@@ -99,23 +99,22 @@ def load(spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings)
     ref = _table(catalog, "run_state")
     if not delta_io.table_exists(spark, ref):
         raise IdentityStateError(
-            f"no earlier identity run in {ref.location} (table {ref.qualified_name}): run "
-            "`jobs/identity.py --mode full` first"
+            f"no earlier identity run in {ref.location} (table {ref.qualified_name})"
         )
     row = delta_io.read_table(spark, ref).first()
     if row is None:
-        raise IdentityStateError(f"{ref.qualified_name} is empty: run --mode full first")
+        raise IdentityStateError(f"{ref.qualified_name} is empty")
     if row["settings_hash"] != settings_hash(settings):
         raise IdentityStateError(
             f"conf/identity.yaml changed since run {row['run_id']} (identifiers, records, "
-            "linkage or clusters): its state no longer applies; run --mode full"
+            "linkage or clusters): its state no longer applies"
         )
     try:
         model = FellegiSunterModel.from_dict(
             json.loads(row["model"]), settings.linkage.comparisons, _tf_columns(settings)
         )
     except ValueError as exc:
-        raise IdentityStateError(f"{ref.qualified_name}: {exc}; run --mode full") from exc
+        raise IdentityStateError(f"{ref.qualified_name}: {exc}") from exc
     versions = json.loads(row["versions"])
 
     def pinned(name: str) -> DataFrame:

@@ -275,11 +275,16 @@ def chosen_mode(
     if mode == "full":
         return mode, None
     if mode != "auto":
-        return mode, run_state.load(spark, catalog, settings)
+        try:
+            return mode, run_state.load(spark, catalog, settings)
+        except run_state.IdentityStateError as exc:
+            raise run_state.IdentityStateError(
+                f"identity --mode {mode}: {exc}; run `jobs/identity.py --mode full` first"
+            ) from None
     try:
         before = run_state.load(spark, catalog, settings)
     except run_state.IdentityStateError as exc:
-        progress(f"  identity: full run ({exc})")
+        progress(f"  identity: a full run, as there is no state to continue from ({exc})")
         return "full", None
     age = _now() - before.trained_at
     if age > dt.timedelta(days=settings.linkage_retrain_after_days):
