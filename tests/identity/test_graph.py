@@ -231,11 +231,17 @@ def test_a_strong_value_held_by_two_different_persons_links_nothing(spark):
     result.unpersist()
 
 
-def test_a_too_large_cluster_splits_at_its_weak_match(spark):
+def _two_device_groups() -> tuple[list, list]:
+    """Ten persons: p0-p4 share device D1, p5-p9 share device D2."""
     records = [(f"p|{i}", "person") for i in range(10)]
     identifiers = [(f"p|{i}", "customers", "cust_no", f"cust_no:{i}") for i in range(10)]
     identifiers += [(f"p|{i}", "customers", "device", "token:D1") for i in range(5)]
     identifiers += [(f"p|{i}", "customers", "device", "token:D2") for i in range(5, 10)]
+    return records, identifiers
+
+
+def test_a_too_large_cluster_splits_at_its_weak_match(spark):
+    records, identifiers = _two_device_groups()
     scored = [("p|4", "p|5", 2, 2, 0.995)]  # a match, but not a sure one
     result = _guarded(spark, records, identifiers, scored)
     c = _cluster_of(result)
@@ -248,10 +254,7 @@ def test_a_too_large_cluster_splits_at_its_weak_match(spark):
 
 
 def test_a_sure_match_holds_a_large_cluster_together_and_it_is_flagged(spark):
-    records = [(f"p|{i}", "person") for i in range(10)]
-    identifiers = [(f"p|{i}", "customers", "cust_no", f"cust_no:{i}") for i in range(10)]
-    identifiers += [(f"p|{i}", "customers", "device", "token:D1") for i in range(5)]
-    identifiers += [(f"p|{i}", "customers", "device", "token:D2") for i in range(5, 10)]
+    records, identifiers = _two_device_groups()
     scored = [("p|4", "p|5", 2, 2, 0.99999)]
     result = _guarded(spark, records, identifiers, scored)
     assert len(set(_cluster_of(result).values())) == 1

@@ -14,7 +14,7 @@ One row per piece of evidence among the master's records:
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse import delta_io
@@ -23,6 +23,19 @@ from profilehouse.catalog import Layer, TableCatalog
 
 def _table(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame:
     return delta_io.read_table(spark, catalog.table(Layer.IDENTITY, name))
+
+
+def _value_evidence(held: DataFrame, evidence: Column) -> DataFrame:
+    """Evidence rows of identifier values held by records (no other record, score or detail)."""
+    return held.select(
+        evidence.alias("evidence"),
+        "record_id",
+        F.lit(None).cast("string").alias("other"),
+        "kind",
+        "value",
+        F.lit(None).cast("double").alias("score"),
+        F.lit(None).cast("string").alias("detail"),
+    )
 
 
 def explain_master(spark: SparkSession, catalog: TableCatalog, master_id: str) -> DataFrame:
@@ -44,28 +57,12 @@ def explain_master(spark: SparkSession, catalog: TableCatalog, master_id: str) -
     )
     held = _table(spark, catalog, "identifier_links").join(ids, "record_id", "left_semi")
     shared = held.groupBy("value").agg(F.count(F.lit(1)).alias("holders")).where("holders > 1")
-    identifiers = held.join(shared, "value", "left_semi").select(
-        F.col("evidence"),
-        "record_id",
-        F.lit(None).cast("string").alias("other"),
-        "kind",
-        "value",
-        F.lit(None).cast("double").alias("score"),
-        F.lit(None).cast("string").alias("detail"),
-    )
+    identifiers = _value_evidence(held.join(shared, "value", "left_semi"), F.col("evidence"))
     noise = _table(spark, catalog, "noisy_identifiers").select("value", "reason").distinct()
-    ignored = (
+    held_noise = (
         _table(spark, catalog, "record_identifiers")
         .join(ids, "record_id", "left_semi")
         .join(noise, "value")
-        .select(
-            F.concat(F.lit("ignored:"), "reason").alias("evidence"),
-            "record_id",
-            F.lit(None).cast("string").alias("other"),
-            "kind",
-            "value",
-            F.lit(None).cast("double").alias("score"),
-            F.lit(None).cast("string").alias("detail"),
-        )
     )
+    ignored = _value_evidence(held_noise, F.concat(F.lit("ignored:"), "reason"))
     return matches.unionByName(identifiers).unionByName(ignored)
