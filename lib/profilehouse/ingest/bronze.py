@@ -18,13 +18,33 @@ idempotent writes, in three commits per load:
 A run first finishes any pending load exactly as logged, then lists the landing folder and
 loads only files the log has never seen. A crash between any two commits therefore neither
 loses nor duplicates a file.
+
+What a listing holds back or sets aside, each reported in :class:`BronzeLoad` and the run
+summary:
+
+* files still being uploaded (``*._COPYING_``, ``*.tmp``, ``*.filepart``, ... and, with
+  ``min_file_age_seconds``, files modified too recently) are skipped until complete;
+* a file whose bytes equal those of a file logged before (or of another new file) is logged as
+  ``duplicate`` with ``duplicate_of`` and not loaded. The content hash (SHA-256, stored in the
+  nullable ``content_sha256`` column) is computed only for files whose size equals the size of
+  a logged file or of another new file: equal content implies equal size, so most deliveries
+  are never hashed. Hashing streams the file inside the JVM (``DigestUtils.sha256Hex`` over the
+  Hadoop stream, one Py4J call per file); no byte passes through Python. Logs written before
+  the column existed still work: a logged file without a hash is hashed when a new file of its
+  size arrives and it is still in the landing zone;
+* a file with no rows (0 bytes or only whitespace) is logged ``loaded`` with 0 rows and listed
+  as empty.
+
+Text files are read in the source's ``encoding`` (header and rows, CSV and JSON lines), and a
+file that does not decode cleanly fails the load naming the file, its first bad line and the
+likely encoding (:mod:`profilehouse.ingest.encodings`), never with replacement characters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -34,11 +54,14 @@ from pyspark.sql import types as T
 from profilehouse import delta_io
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.errors import ProfilehouseError, SchemaError
+from profilehouse.ingest.encodings import allow_java_charsets, is_utf8, validate_text_encoding
 from profilehouse.ingest.landing import (
     LandingFile,
+    content_sha256,
     list_landing_files,
     read_header,
     read_parquet_schema,
+    split_in_flight,
 )
 from profilehouse.ingest.source_config import SourceSpec
 
@@ -57,9 +80,11 @@ FILE_LOG_SCHEMA = T.StructType(
         T.StructField("status", T.StringType(), False),
         T.StructField("rows", T.LongType(), True),
         T.StructField("logged_at", T.TimestampType(), False),
+        T.StructField("content_sha256", T.StringType(), True),  # only when a size collided
+        T.StructField("duplicate_of", T.StringType(), True),  # status duplicate: the original
     ]
 )
-PENDING, LOADED = "pending", "loaded"
+PENDING, LOADED, DUPLICATE = "pending", "loaded", "duplicate"
 _FILE = "_file"  # Spark's path of the file a row came from, before the file table is joined
 _NULL_MARK = "\u0000"
 _FIELD_SEP = "\u001f"
@@ -77,6 +102,9 @@ class BronzeLoad:
     batches: dict[str, int] = field(default_factory=dict)  # batch → rows
     resumed_pending: int = 0  # pending loads from a crashed run, finished by this run
     seconds: float = 0.0
+    in_flight: list[str] = field(default_factory=list)  # skipped until their upload completes
+    duplicates: dict[str, str] = field(default_factory=dict)  # re-delivered file → original
+    empty_files: list[str] = field(default_factory=list)  # loaded, but held no rows
 
 
 def bronze_table(catalog: TableCatalog, spec: SourceSpec) -> TableRef:
@@ -112,9 +140,15 @@ def _rescued_expr(extras: list[tuple[str, Column]]) -> Column:
     return F.when(F.size(pairs) > 0, F.to_json(pairs))
 
 
-def _check_columns(spec: SourceSpec, file: str, present: list[str]) -> list[str]:
+def _check_columns(
+    spec: SourceSpec, file: str, present: list[str], first_line: bool = False
+) -> list[str]:
     """The export columns of ``file`` that the config does not know; SchemaError when a
-    required column is missing, or an unknown one appears and the source does not rescue."""
+    required column is missing, or an unknown one appears and the source does not rescue.
+
+    ``first_line``: ``present`` is a CSV file's first line, which may be a data row when the
+    export has no header; the error then names the field count, never the values.
+    """
     known = {spec.source_column(c) for c in spec.columns}
     missing = [
         f"{spec.source_column(c)}" + (f" (logical {c})" if spec.source_column(c) != c else "")
@@ -123,17 +157,30 @@ def _check_columns(spec: SourceSpec, file: str, present: list[str]) -> list[str]
     ]
     if missing:
         raise SchemaError(
-            f"{spec.name}: file {file} lacks required column(s) {', '.join(missing)} "
-            f"(its columns: {', '.join(present)})"
+            f"{spec.name}: file {file} lacks required column(s) {', '.join(missing)}"
+            + _present_columns(known, present, first_line)
         )
     extras = [c for c in present if c not in known]
     if extras and spec.extra_columns == "fail":
+        if first_line and not known.intersection(present):
+            raise SchemaError(f"{spec.name}: file {file}" + _present_columns(known, present, True))
         raise SchemaError(
             f"{spec.name}: file {file} has unexpected column(s) {', '.join(extras)} "
             "(extra_columns: fail; declare them in conf/sources.yaml or set "
             "extra_columns: rescue)"
         )
     return extras
+
+
+def _present_columns(known: set[str], present: list[str], first_line: bool) -> str:
+    """The columns present, for an error; when a first line shares no name with the config it
+    is likely data, so only its field count is given (no raw values in messages)."""
+    if first_line and not known.intersection(present):
+        return (
+            f"; its first line ({len(present)} fields) has none of the declared column names: "
+            "it is probably a data row, not a header (exports must start with a header line)"
+        )
+    return f" (its columns: {', '.join(present)})"
 
 
 def _logical_select(
@@ -157,12 +204,13 @@ def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[LandingFile]) -
     delimiter = spec.options.get("sep", spec.options.get("delimiter", ","))
     groups: dict[tuple[str, ...], list[LandingFile]] = defaultdict(list)
     for file in files:
-        header = read_header(spark, file, delimiter)
+        header = read_header(spark, file, delimiter, spec.encoding, spec.name)
         if header is not None:
             groups[tuple(header)].append(file)
+    _validate_encoding(spark, spec, [f for group in groups.values() for f in group])
     frames = []
     for header, group in groups.items():
-        extras = _check_columns(spec, group[0].path, list(header))
+        extras = _check_columns(spec, group[0].path, list(header), first_line=True)
         schema = T.StructType(
             [T.StructField(n, T.StringType()) for n in header]
             + [T.StructField(CORRUPT, T.StringType())]
@@ -192,10 +240,9 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, files: list[LandingFile])
     schema = T.StructType(
         [T.StructField(n, T.StringType()) for n in known] + [T.StructField(CORRUPT, T.StringType())]
     )
-    lines = (
-        spark.read.text([f.path for f in files])
-        .select("value", F.col("_metadata.file_path").alias(_FILE))
-        .where(F.trim("value") != "")
+    _validate_encoding(spark, spec, files)
+    lines = _decoded_lines(spark, [f.path for f in files], spec.encoding).where(
+        F.trim("value") != ""
     )
     parsed = lines.select(
         F.from_json("value", schema, {"columnNameOfCorruptRecord": CORRUPT}).alias("r"),
@@ -222,6 +269,23 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, files: list[LandingFile])
             _FILE,
         )
     ]
+
+
+def _validate_encoding(spark: SparkSession, spec: SourceSpec, files: list[LandingFile]) -> None:
+    """SchemaError naming the first line of ``files`` that is not valid in the source's
+    encoding (one distributed scan; see :mod:`profilehouse.ingest.encodings`)."""
+    allow_java_charsets(spark, spec.encoding)
+    display = {f.spark_path: f.path for f in files}
+    validate_text_encoding(spark, [f.path for f in files], spec.encoding, spec.name, display)
+
+
+def _decoded_lines(spark: SparkSession, paths: list[str], encoding: str) -> DataFrame:
+    """Lines of text files as ``value`` (decoded from ``encoding``) and ``_file``."""
+    text = spark.read.text(paths)
+    file = F.col("_metadata.file_path").alias(_FILE)
+    if is_utf8(encoding):
+        return text.select("value", file)
+    return text.select(F.decode(F.col("value").cast("binary"), encoding).alias("value"), file)
 
 
 def _check_json_files(spec: SourceSpec, parsed: DataFrame) -> None:
@@ -328,6 +392,7 @@ class _LoggedFile:
     status: str
     rows: int | None
     logged_at: dt.datetime
+    content_sha256: str | None = None
 
 
 def file_log_by_source(
@@ -350,6 +415,7 @@ def file_log_by_source(
                 r.status,
                 r.rows,
                 r.logged_at,
+                r.asDict().get("content_sha256"),  # absent from logs written before hashes
             )
         )
     return dict(entries)
@@ -368,7 +434,10 @@ def _append_file_log(
     status: str,
     logged_at: dt.datetime,
     rows_per_file: dict[str, int] | None = None,
+    hashes: dict[str, str] | None = None,
+    duplicate_of: dict[str, str] | None = None,
 ) -> None:
+    hashes, duplicate_of = hashes or {}, duplicate_of or {}
     data = [
         (
             source,
@@ -381,6 +450,8 @@ def _append_file_log(
             status,
             None if rows_per_file is None else rows_per_file.get(f.path, 0),
             logged_at,
+            hashes.get(f.path),
+            duplicate_of.get(f.path),
         )
         for f in files
     ]
@@ -388,7 +459,10 @@ def _append_file_log(
         spark.createDataFrame(data, FILE_LOG_SCHEMA).coalesce(1),
         file_log_table(catalog),
         mode="append",
-        options=delta_io.idempotent_options(f"file-log:{source}:{status}", load_id),
+        options={
+            **delta_io.idempotent_options(f"file-log:{source}:{status}", load_id),
+            "mergeSchema": "true",  # logs written before content_sha256 / duplicate_of
+        },
     )
 
 
@@ -449,6 +523,8 @@ def _finish_load(
         n = counts.get(f.path, 0)
         result.rows += n
         result.batches[f.batch] = result.batches.get(f.batch, 0) + n
+        if n == 0:
+            result.empty_files.append(f.path)
 
 
 def _mark_loaded(
@@ -477,6 +553,67 @@ def _changed_files(logged: dict[str, LandingFile], listed: list[LandingFile]) ->
             logged[f.path].size != f.size or logged[f.path].modification_time != f.modification_time
         )
     ]
+
+
+def _set_aside_duplicates(
+    spark: SparkSession, new: list[LandingFile], log: list[_LoggedFile], listed: list[LandingFile]
+) -> tuple[list[LandingFile], dict[str, str], dict[str, str]]:
+    """(files to load, duplicate → file with the same bytes, path → SHA-256 of each new file
+    hashed). Only files whose size another logged or new file shares are hashed."""
+    new_sizes = Counter(f.size for f in new)
+    originals = _logged_originals(log)
+    logged_sizes = {e.file.size for e in originals}
+    suspects = {
+        f.path for f in new if f.size > 0 and (new_sizes[f.size] > 1 or f.size in logged_sizes)
+    }
+    if not suspects:
+        return new, {}, {}
+    sizes = {f.size for f in new if f.path in suspects}
+    still_listed = {f.path for f in listed}
+    seen: dict[str, str] = {}  # content hash → first file holding it
+    for entry in originals:
+        if entry.file.size in sizes:
+            digest = entry.content_sha256
+            if digest is None and entry.file.path in still_listed:
+                digest = content_sha256(spark, entry.file)
+            if digest is not None:
+                seen.setdefault(digest, entry.file.path)
+    keep, duplicates, hashes = [], {}, {}
+    for file in new:
+        if file.path in suspects:
+            digest = hashes[file.path] = content_sha256(spark, file)
+            if digest in seen:
+                duplicates[file.path] = seen[digest]
+                continue
+            seen[digest] = file.path
+        keep.append(file)
+    return keep, duplicates, hashes
+
+
+def _logged_originals(log: list[_LoggedFile]) -> list[_LoggedFile]:
+    """One entry per logged file that was loaded (or is pending), hashed entries first."""
+    by_path: dict[str, _LoggedFile] = {}
+    for entry in sorted(log, key=lambda e: (e.file.path, e.content_sha256 is None)):
+        if entry.status != DUPLICATE:
+            by_path.setdefault(entry.file.path, entry)
+    return list(by_path.values())
+
+
+def _log_duplicates(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    source: str,
+    new: list[LandingFile],
+    duplicates: dict[str, str],
+    hashes: dict[str, str],
+    load_id: int,
+) -> None:
+    """Log re-delivered files as ``duplicate`` (of the original) so no later run loads them."""
+    files = [f for f in new if f.path in duplicates]
+    if files:
+        _append_file_log(
+            spark, catalog, source, files, load_id, DUPLICATE, _now(), None, hashes, duplicates
+        )
 
 
 def load_bronze_source(
@@ -516,11 +653,19 @@ def load_bronze_source(
             f"{spec.name}: {len(changed)} landing file(s) changed after they were loaded; "
             f"deliver corrections as new files: {'; '.join(changed[:5])}"
         )
-    new = [f for f in listed if f.path not in logged]
-    if new:
+    unlogged = [f for f in listed if f.path not in logged]
+    unlogged, in_flight = split_in_flight(unlogged, spec.min_file_age_seconds)
+    result.in_flight = [f.path for f in in_flight]
+    new, duplicates, hashes = _set_aside_duplicates(spark, unlogged, log, listed)
+    result.duplicates = duplicates
+    if new or duplicates:
         load_id = max((e.load_id for e in log), default=0) + 1
         ingested_at = _now()
-        _append_file_log(spark, catalog, spec.name, new, load_id, PENDING, ingested_at)
+        _log_duplicates(spark, catalog, spec.name, unlogged, duplicates, hashes, load_id)
+    if new:
+        _append_file_log(
+            spark, catalog, spec.name, new, load_id, PENDING, ingested_at, hashes=hashes
+        )
         _finish_load(spark, catalog, spec, new, load_id, ingested_at, result)
     result.seconds = round(time.perf_counter() - started, 2)
     return result

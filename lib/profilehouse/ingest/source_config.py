@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from profilehouse.config import StrictModel, conf_path, load_model
+from profilehouse.ingest.encodings import DEFAULT_ENCODING, encoding_problem
 
 SIMPLE_TYPES = ("string", "int", "long", "double", "boolean", "date", "timestamp")
 _DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
@@ -123,7 +124,17 @@ class SourceSpec(StrictModel):
     table: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     format: Literal["csv", "jsonl", "parquet"]
     location: str = Field(description="Folder under the landing root holding batch=<date> folders.")
-    options: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Reader options; `encoding` (or `charset`, default UTF-8) applies to every "
+        "text format: CSV headers and rows and JSON lines.",
+    )
+    min_file_age_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="Hold back files modified less than this many seconds ago (an upload that "
+        "may still be growing); 0 trusts upload suffixes such as ._COPYING_ alone.",
+    )
     time_zone: str = "Asia/Shanghai"
     columns: dict[str, ColumnSpec]
     business_key: list[str]
@@ -147,6 +158,14 @@ class SourceSpec(StrictModel):
                 k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()
             }
         return value
+
+    @model_validator(mode="after")
+    def _known_encoding(self) -> SourceSpec:
+        for key in ("encoding", "charset"):
+            problem = encoding_problem(self.options[key]) if key in self.options else None
+            if problem:
+                raise ValueError(f"options.{key}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _references_exist(self) -> SourceSpec:
@@ -201,6 +220,11 @@ class SourceSpec(StrictModel):
     def name(self) -> str:
         """``system_table``: the name of its bronze and silver tables."""
         return f"{self.system}_{self.table}"
+
+    @property
+    def encoding(self) -> str:
+        """The text encoding of the source's files (``options.encoding``/``charset``)."""
+        return self.options.get("encoding", self.options.get("charset", DEFAULT_ENCODING))
 
     def source_column(self, logical: str) -> str:
         """The export's name for logical column ``logical``."""

@@ -154,6 +154,9 @@ def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
             "batches": b.batches,
             "resumed_pending_loads": b.resumed_pending,
             "seconds": b.seconds,
+            "in_flight": b.in_flight,
+            "duplicates": b.duplicates,
+            "empty_files": b.empty_files,
         }
     for s in silver:
         per_source.setdefault(s.source, {})["silver"] = {
