@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.cli import job_parser, parse_job_args, run_job
 from profilehouse.pipeline import format_generation_table, run_generate_stage
 from profilehouse.session import build_spark_session
 
@@ -32,4 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

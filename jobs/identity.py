@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 
-from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.cli import job_parser, parse_job_args, run_job
 from profilehouse.identity.stage import MODES, run_identity_stage
 from profilehouse.session import build_spark_session
 
@@ -44,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.cli import job_parser, parse_job_args, run_job
 from profilehouse.identity.resolve import (
     INPUT_FORMATS,
     load_linkage_spec,
@@ -46,4 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

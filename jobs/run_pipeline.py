@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.cli import job_parser, parse_job_args, run_job
 from profilehouse.pipeline import run_pipeline
 from profilehouse.session import build_spark_session
 
@@ -38,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

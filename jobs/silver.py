@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.cli import job_parser, parse_job_args, run_job
 from profilehouse.ingest.stages import format_ingest_table, run_silver_stage, selected_sources
 from profilehouse.session import build_spark_session
 
@@ -30,4 +30,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

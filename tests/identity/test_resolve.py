@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,50 @@ def test_the_resolve_job_dedupes_a_csv_file_into_delta_tables(spark, tmp_path, c
 def test_an_unknown_file_format_is_named(spark, tmp_path):
     with pytest.raises(SchemaError, match=r"people\.xlsx: cannot tell the file format"):
         read_person_file(spark, str(tmp_path / "people.xlsx"))
+
+
+def _run_resolve_job(tmp_path: Path, header: str) -> subprocess.CompletedProcess:
+    """jobs/resolve.py in its own process on a CSV file with ``header``, as a user runs it."""
+    a, b = _files(40, seed=6)
+    lines = [header] + [",".join(row) for row in a + b]
+    source = tmp_path / "people.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC.model_dump(mode="json")), encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "lib"),
+        "PROFILEHOUSE_LOG_DIR": str(tmp_path / "logs"),
+        "PROFILEHOUSE_DEBUG": "",
+    }
+    args = ["--env", "test", "--spec", str(spec), "--input", str(source)]
+    command = [sys.executable, str(ROOT / "jobs" / "resolve.py"), *args]
+    return subprocess.run(
+        [*command, "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_resolve_job_reads_header_names_with_spaces_after_the_commas(tmp_path):
+    done = _run_resolve_job(tmp_path, "ref, GIVEN, FAMILY, POSTCODE, SSN")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["records"] == 80
+
+
+def test_a_missing_column_stops_the_resolve_job_with_one_line(tmp_path):
+    done = _run_resolve_job(tmp_path, "ref,GIVEN,SURNAME,POSTCODE,SSN")
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "error: input 0: column 'FAMILY' (used by columns.last of the spec) missing "
+        "(present: ref, GIVEN, SURNAME, POSTCODE, SSN)"
+    )
+    log = errors[0].rsplit("(full trace: ", 1)[1].rstrip(")")
+    assert "SchemaError" in Path(log).read_text(encoding="utf-8")
+    for trace_mark in ("Traceback", "at org.apache", "Py4JJavaError", "AnalysisException"):
+        assert trace_mark not in done.stderr

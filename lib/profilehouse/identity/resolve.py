@@ -16,6 +16,7 @@ from functools import reduce
 from pathlib import Path
 
 from pydantic import Field
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -63,15 +64,33 @@ def mapped_records(frames: list[DataFrame], spec: LinkageSpec) -> DataFrame:
                 f"(present: {', '.join(df.columns)})"
             )
         columns = [F.expr(sql).alias(name) for name, sql in spec.columns.items()]
-        parts.append(
-            df.select(
+        try:
+            part = df.select(
                 F.lit(str(i)).alias(linker.DATASET),
                 F.col(spec.id_column).cast("string").alias("record_id"),
                 *columns,
             )
-        )
+        except AnalysisException as exc:
+            raise SchemaError(_unresolved_message(i, df, spec, exc)) from None
+        parts.append(part)
     records = reduce(lambda a, b: a.unionByName(b), parts)
     return records.withColumn(linker.UID, F.xxhash64(F.concat_ws("|", linker.DATASET, "record_id")))
+
+
+def _unresolved_message(i: int, df: DataFrame, spec: LinkageSpec, exc: AnalysisException) -> str:
+    """One line naming the column a spec expression needs and the columns the input has."""
+    present = ", ".join(df.columns)
+    condition = exc.getCondition() or ""
+    if condition.startswith("UNRESOLVED_COLUMN"):
+        column = (exc.getMessageParameters() or {}).get("objectName", "?").strip("`")
+        users = [name for name, sql in spec.columns.items() if column in sql]
+        used = f" (used by columns.{', columns.'.join(users)} of the spec)" if users else ""
+        return (
+            f"input {i}: column {column!r}{used} missing (present: {present}); "
+            "rename it in the spec's columns or in the file's header"
+        )
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return f"input {i}: the spec's columns cannot be computed: {first} (present: {present})"
 
 
 def resolve_records(
@@ -124,7 +143,19 @@ def read_person_file(spark: SparkSession, path: str, file_format: str | None = N
     reader = spark.read.format(chosen)
     if chosen == "csv":
         reader = reader.option("header", "true").option("inferSchema", "false")
+        return _trimmed_header(reader.load(path), path)
     return reader.load(path)
+
+
+def _trimmed_header(df: DataFrame, path: str) -> DataFrame:
+    """``df`` with its CSV header names trimmed (``rec_id, given_name`` exports put a space
+    after each comma), as ``ignoreLeadingWhiteSpace`` does for values; SchemaError when two
+    names become equal."""
+    names = [c.strip().lstrip("\ufeff").strip() for c in df.columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SchemaError(f"{path}: header names repeat once trimmed: {', '.join(dupes)}")
+    return df.toDF(*names) if names != df.columns else df
 
 
 def write_resolution(result: Resolution, output: str) -> dict:
