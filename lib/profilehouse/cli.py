@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
 import tempfile
@@ -27,6 +28,8 @@ LOG_DIR_ENV = "PROFILEHOUSE_LOG_DIR"
 EXIT_ERROR = 2  # a failure the user can fix (input, config, schema)
 EXIT_INTERNAL = 1  # anything else: a bug, reported the same way
 _MAX_MESSAGE = 600
+# PySpark logs every analysis error with its Java trace as JSON to stderr through these
+_SPARK_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ def run_job(
     """
     args = sys.argv[1:] if argv is None else argv
     name = job or Path(sys.argv[0]).stem or "job"
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0", "false")
+    if not debug:
+        _quiet_spark_error_loggers()
     try:
         return main(argv)
     except KeyboardInterrupt:
@@ -82,11 +88,20 @@ def run_job(
     except Exception as exc:
         log = _write_trace_log(name, exc)
         code = EXIT_ERROR if _is_user_error(exc) else EXIT_INTERNAL
-        if "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0", "false"):
+        if debug:
             traceback.print_exception(exc, file=sys.stderr)
         where = f" (full trace: {log})" if log else ""
         print(f"error: {one_line_message(exc)}{where}", file=sys.stderr)
         return code
+
+
+def _quiet_spark_error_loggers() -> None:
+    """Keep PySpark's JSON error logs (a Java trace per analysis error) off the console: the
+    failure is reported as one line and its trace goes to the log file."""
+    from pyspark.logger import PySparkLogger
+
+    for name in _SPARK_ERROR_LOGGERS:
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def one_line_message(exc: BaseException) -> str:
