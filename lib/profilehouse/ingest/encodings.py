@@ -13,6 +13,9 @@ U+FFFD in a UTF-8 file passes. For another charset the line is decoded by the bu
 undecodable bytes with U+FFFD; a line is bad when the decoded text holds U+FFFD the raw bytes do
 not encode. The normal path is one scan with a filter and a per-file ``min`` that returns no
 rows; the line number and the bytes of a bad line are computed only when there is one.
+Measured on the SF 0.1 demo landing (259 MB of CSV/JSON lines, 2.2M rows): the scans of all
+sources took 15 s against 400-650 s for the whole bronze load on the same (heavily shared,
+2-core) machine, i.e. a few per cent of the load.
 """
 
 from __future__ import annotations
