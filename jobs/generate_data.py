@@ -1,6 +1,8 @@
 """Generate the synthetic bank + retail + marketing sources into the landing zone.
 
 python jobs/generate_data.py --env local --scale-factor 1 [--seed 7] [--force]
+
+Demo profiles only (``demo: true``): a production profile's landing holds real exports.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from profilehouse.cli import job_parser, parse_job_args
+from profilehouse.errors import DemoOnlyError
 from profilehouse.pipeline import format_generation_table, run_generate_stage
 from profilehouse.session import build_spark_session
 
@@ -22,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="regenerate even if identical data exists"
     )
     ctx = parse_job_args(parser, argv)
+    try:
+        ctx.env.require_demo(f"generate demo data into landing {ctx.env.landing_uri}")
+    except DemoOnlyError as exc:
+        parser.exit(2, f"generate_data: error: {exc}\n")
     spark = build_spark_session(ctx.env, app_name="profilehouse-generate")
     report = run_generate_stage(
         spark, ctx.env, ctx.conf_dir, ctx.args.scale_factor, ctx.args.seed, force=ctx.args.force
