@@ -1,6 +1,8 @@
 """Generate the synthetic bank + retail + marketing sources into the landing zone.
 
 python jobs/generate_data.py --env local --scale-factor 1 [--seed 7] [--force]
+
+Demo profiles only (``demo: true``): a production profile's landing holds real exports.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="regenerate even if identical data exists"
     )
     ctx = parse_job_args(parser, argv)
+    ctx.env.require_demo(f"generate demo data into landing {ctx.env.landing_uri}")
     spark = build_spark_session(ctx.env, app_name="profilehouse-generate")
     report = run_generate_stage(
         spark, ctx.env, ctx.conf_dir, ctx.args.scale_factor, ctx.args.seed, force=ctx.args.force

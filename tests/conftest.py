@@ -94,4 +94,4 @@ def ingested(
     quiet = lambda _m: None  # noqa: E731
     bronze = run_bronze_stage(spark, env, sources, quiet)
     silver = run_silver_stage(spark, env, sources, quiet)
-    return Ingested(TableCatalog(env.warehouse_uri), sources, bronze, silver, env)
+    return Ingested(TableCatalog.for_environment(env), sources, bronze, silver, env)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from profilehouse.config import load_environment, load_model
-from profilehouse.errors import ConfigError
+from profilehouse.errors import ConfigError, ProfilehouseError
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -61,8 +61,8 @@ def test_unknown_key_names_key_and_allowed_keys(tmp_path: Path) -> None:
     message = str(err.value)
     assert str(conf / "environments.yaml") in message
     assert (
-        "environments.local.warehous: unknown key (allowed: delta_jars, ingest_parallelism, landing, master, name, "
-        "spark_conf, truth, warehouse)" in message
+        "environments.local.warehous: unknown key (allowed: delta_jars, demo, ingest_parallelism, "
+        "landing, master, name, restricted_warehouse, spark_conf, truth, warehouse)" in message
     )
 
 
@@ -89,6 +89,71 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
     )
     assert any(p.startswith("environments.local.extra: unknown key") for p in problems)
     assert any(p.startswith("environments.local.delta_jars:") for p in problems)
+
+
+def test_demo_profiles_and_the_production_profile() -> None:
+    assert load_environment("local").demo
+    assert load_environment("test").demo
+    cluster = load_environment("cluster")
+    assert cluster.demo is False
+    assert cluster.truth_uri is None
+    assert cluster.restricted_warehouse_uri == "hdfs:///lakehouse/restricted"
+
+
+def test_demo_is_off_and_truth_absent_unless_set(tmp_path: Path) -> None:
+    data = _environments()
+    del data["environments"]["local"]["truth"]
+    env = load_environment("local", _write_conf(tmp_path, "environments.yaml", data))
+    assert env.demo is False
+    assert env.truth_uri is None
+
+
+def test_a_demo_profile_needs_a_truth_folder(tmp_path: Path) -> None:
+    data = _environments(demo=True)
+    del data["environments"]["local"]["truth"]
+    conf = _write_conf(tmp_path, "environments.yaml", data)
+    with pytest.raises(ConfigError) as err:
+        load_environment("local", conf)
+    assert err.value.problems == [
+        "environments.local.truth: Value error, a demo profile (demo: true) needs a truth "
+        "folder: the generator writes its ground truth there (got None)"
+    ]
+
+
+def test_the_restricted_root_defaults_to_the_warehouse_sibling() -> None:
+    env = load_environment("local")
+    assert env.restricted_warehouse_uri == env.warehouse_uri + "-restricted"
+
+
+@pytest.mark.parametrize(
+    "restricted",
+    ["w", "w/", "w/restricted", ".", str(CONF.parent)],
+    ids=["same", "same-slash", "inside", "parent-relative", "parent-absolute"],
+)
+def test_the_restricted_root_must_be_apart_from_the_warehouse(
+    tmp_path: Path, restricted: str
+) -> None:
+    conf = _write_conf(
+        tmp_path, "environments.yaml", _environments(restricted_warehouse=restricted)
+    )
+    with pytest.raises(ConfigError) as err:
+        load_environment("local", conf)
+    assert err.value.problems == [
+        "environments.local.restricted_warehouse: Value error, must be a root apart from "
+        "warehouse 'w' (neither inside the other), so that analysts' access to the warehouse "
+        f"never reaches clear PII (got {restricted!r})"
+    ]
+
+
+def test_require_demo_names_the_profile_and_the_setting() -> None:
+    with pytest.raises(ProfilehouseError) as err:
+        load_environment("cluster").require_demo("reset the warehouse")
+    assert str(err.value) == (
+        "refusing to reset the warehouse: environment 'cluster' is not a demo profile "
+        "(demo: false in environments.yaml); demo data generation and warehouse resets run "
+        "only on demo profiles"
+    )
+    load_environment("local").require_demo("reset the warehouse")  # no error
 
 
 def test_missing_file_and_invalid_yaml(tmp_path: Path) -> None:

@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from profilehouse.errors import ConfigError
+from profilehouse.catalog import sibling_restricted_root
+from profilehouse.errors import ConfigError, DemoOnlyError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONF_DIR = PROJECT_ROOT / "conf"
@@ -43,9 +51,30 @@ class EnvironmentConfig(StrictModel):
     master: str | None = Field(
         default=None, description="Spark master URL; null on a cluster (spark-submit decides)."
     )
-    warehouse: str = Field(description="Root of all Delta tables (local path or Hadoop URI).")
+    demo: bool = Field(
+        default=False,
+        description="A demo profile: the pipeline may generate synthetic data into landing and "
+        "reset the warehouse. Off unless set, so a profile pointing at real exports and a real "
+        "warehouse can never have them overwritten or deleted.",
+    )
+    warehouse: str = Field(
+        description="Root of the analyst zone: silver, identity, gold and ops tables (local "
+        "path or Hadoop URI)."
+    )
+    restricted_warehouse: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="Root of the restricted zone holding clear PII: bronze, vault and "
+        "ops.quarantine. Must not lie inside the warehouse root (nor it inside this one). "
+        "Default: the warehouse root's sibling '<warehouse>-restricted'.",
+    )
     landing: str = Field(description="Root of the landing zone where source files arrive.")
-    truth: str = Field(description="Root of the generator's ground truth (never read by stages).")
+    truth: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="Root of the generator's ground truth, read only by the identity quality "
+        "report; required on demo profiles, absent in production (no truth exists there).",
+    )
     delta_jars: Literal["local", "provided"] = Field(
         description="'local': use the jars fetched by scripts/setup.sh; 'provided': the cluster "
         "supplies them (spark-submit --packages or pre-installed jars)."
@@ -58,6 +87,30 @@ class EnvironmentConfig(StrictModel):
         description="Sources ingested at once. Each source is a chain of small jobs and Delta "
         "commits; running several side by side keeps the executors busy.",
     )
+
+    @field_validator("restricted_warehouse")
+    @classmethod
+    def _restricted_apart_from_warehouse(cls, value: str | None, info: ValidationInfo) -> Any:
+        warehouse = info.data.get("warehouse")
+        if value is None or warehouse is None:
+            return value
+        a, b = _normalised(value), _normalised(warehouse)
+        if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+            raise ValueError(
+                f"must be a root apart from warehouse {warehouse!r} (neither inside the other), "
+                "so that analysts' access to the warehouse never reaches clear PII"
+            )
+        return value
+
+    @field_validator("truth")
+    @classmethod
+    def _truth_on_demo_profiles(cls, value: str | None, info: ValidationInfo) -> Any:
+        if value is None and info.data.get("demo"):
+            raise ValueError(
+                "a demo profile (demo: true) needs a truth folder: the generator writes its "
+                "ground truth there"
+            )
+        return value
 
     @field_validator("spark_conf", mode="before")
     @classmethod
@@ -81,8 +134,37 @@ class EnvironmentConfig(StrictModel):
         return self.resolve_path(self.landing)
 
     @property
-    def truth_uri(self) -> str:
-        return self.resolve_path(self.truth)
+    def restricted_warehouse_uri(self) -> str:
+        """Root of the restricted zone (bronze, vault, ops.quarantine): the configured one, else
+        the warehouse root's sibling ``<warehouse>-restricted``."""
+        if self.restricted_warehouse:
+            return self.resolve_path(self.restricted_warehouse)
+        return sibling_restricted_root(self.warehouse_uri)
+
+    @property
+    def truth_uri(self) -> str | None:
+        """Root of the ground truth, or None on a profile without one (production)."""
+        return self.resolve_path(self.truth) if self.truth else None
+
+    def require_demo(self, action: str) -> None:
+        """Raise :class:`DemoOnlyError` unless this is a demo profile.
+
+        Every action that writes to landing or deletes tables calls it first, so no caller can
+        reach those actions on a production profile by accident.
+        """
+        if not self.demo:
+            raise DemoOnlyError(
+                f"refusing to {action}: environment '{self.name or '?'}' is not a demo profile "
+                "(demo: false in environments.yaml); demo data generation and warehouse resets "
+                "run only on demo profiles"
+            )
+
+
+def _normalised(location: str) -> str:
+    """``location`` resolved as :meth:`EnvironmentConfig.resolve_path` does, without a slash."""
+    if "://" not in location and not location.startswith("/"):
+        location = str(PROJECT_ROOT / location)
+    return location.rstrip("/")
 
 
 def _spark_conf_value(value: Any) -> Any:

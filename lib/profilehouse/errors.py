@@ -21,6 +21,11 @@ class ConfigError(ProfilehouseError):
         super().__init__(f"invalid config file {path}:\n{lines}")
 
 
+class DemoOnlyError(ProfilehouseError):
+    """A demo-only action (generating data, resetting or deleting tables) was asked of an
+    environment profile that is not a demo profile (``demo: false``)."""
+
+
 class SetupError(ProfilehouseError):
     """The runtime is not set up (e.g. Delta jars not fetched, Java missing)."""
 

@@ -6,8 +6,14 @@ They go through the JVM's Hadoop FileSystem so the same code runs locally and on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
+
+from profilehouse.errors import DemoOnlyError
+
+if TYPE_CHECKING:
+    from profilehouse.config import EnvironmentConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,14 @@ def path_exists(spark: SparkSession, uri: str) -> bool:
     """True when ``uri`` exists."""
     fs, path = _fs_and_path(spark, uri)
     return bool(fs.exists(path))
+
+
+def has_entries(spark: SparkSession, uri: str) -> bool:
+    """True when ``uri`` is a folder holding anything, or a file."""
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return False
+    return not fs.getFileStatus(path).isDirectory() or len(fs.listStatus(path)) > 0
 
 
 def summarize_path(spark: SparkSession, uri: str, suffixes: tuple[str, ...] = ()) -> PathSummary:
@@ -74,8 +88,31 @@ def read_text(spark: SparkSession, uri: str) -> str | None:
     return bytes(data).decode("utf-8")
 
 
-def delete_path(spark: SparkSession, uri: str) -> None:
-    """Delete ``uri`` recursively if it exists."""
+def holds_delta_tables(spark: SparkSession, uri: str) -> bool:
+    """True when ``uri`` is a Delta table, a layer folder of tables or a warehouse root."""
+    fs, _ = _fs_and_path(spark, uri)
+    pattern = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(
+        f"{uri.rstrip('/')}/{{_delta_log,*/_delta_log,*/*/_delta_log}}"
+    )
+    found = fs.globStatus(pattern)
+    return found is not None and len(found) > 0
+
+
+def delete_path(spark: SparkSession, uri: str, env: EnvironmentConfig | None = None) -> None:
+    """Delete ``uri`` recursively if it exists.
+
+    A path holding Delta tables (a table, a layer, a warehouse root) is deleted only for a demo
+    environment profile passed as ``env``: production never deletes a table, and a caller that
+    forgets it gets a :class:`DemoOnlyError` instead of a lost table.
+    """
     fs, path = _fs_and_path(spark, uri)
-    if fs.exists(path):
-        fs.delete(path, True)
+    if not fs.exists(path):
+        return
+    if holds_delta_tables(spark, uri):
+        if env is None:
+            raise DemoOnlyError(
+                f"refusing to delete {uri}: it holds Delta tables, which only a demo profile's "
+                "warehouse reset deletes (pass its environment profile)"
+            )
+        env.require_demo(f"delete {uri}")
+    fs.delete(path, True)

@@ -1,17 +1,21 @@
-"""The whole pipeline, stage by stage, with a readable summary and a JSON run summary."""
+"""The whole pipeline, stage by stage, with a readable summary and a JSON run summary.
+
+On a demo profile (``demo: true``) it first generates the synthetic sources into landing and, when
+they are new, resets the warehouse. On any other profile it reads landing as it is and only ever
+appends to or merges into the tables it finds: the generator is not even imported.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
 from profilehouse import fs
 from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.config import EnvironmentConfig
-from profilehouse.generator.orchestrator import GenerationReport, generate
-from profilehouse.generator.settings import load_generator_settings
 from profilehouse.identity.stage import run_identity_stage
 from profilehouse.ingest.stages import (
     format_ingest_table,
@@ -21,6 +25,9 @@ from profilehouse.ingest.stages import (
     selected_sources,
 )
 from profilehouse.run_summary import RunSummary
+
+if TYPE_CHECKING:
+    from profilehouse.generator.orchestrator import GenerationReport
 
 
 def run_generate_stage(
@@ -32,7 +39,15 @@ def run_generate_stage(
     force: bool = False,
     progress: Callable[[str], None] = print,
 ) -> GenerationReport:
-    """Generate the demo sources into the environment's landing zone (skipped if present)."""
+    """Generate the demo sources into the environment's landing zone (skipped if present).
+
+    Raises DemoOnlyError on a profile that is not a demo profile (its landing holds real exports).
+    """
+    env.require_demo(f"generate demo data into landing {env.landing_uri}")
+    # imported here: production runs never load the generator
+    from profilehouse.generator.orchestrator import generate
+    from profilehouse.generator.settings import load_generator_settings
+
     cfg = load_generator_settings(conf_dir).with_overrides(scale_factor=scale_factor, seed=seed)
     return generate(spark, cfg, env.landing_uri, env.truth_uri, force=force, progress=progress)
 
@@ -82,15 +97,54 @@ def format_generation_table(report: GenerationReport) -> str:
 
 
 def reset_warehouse(
-    spark: SparkSession, catalog: TableCatalog, progress: Callable[[str], None] = print
+    spark: SparkSession, env: EnvironmentConfig, progress: Callable[[str], None] = print
 ) -> None:
-    """Drop every table of the demo warehouse: freshly generated data replaces the old files,
-    which the ingest would otherwise (rightly) refuse as changed after loading."""
-    dropped = [layer.value for layer in Layer if fs.path_exists(spark, f"{catalog.root}/{layer}")]
-    for layer in dropped:
-        fs.delete_path(spark, f"{catalog.root}/{layer}")
+    """Drop every table of the demo warehouse (both zones): freshly generated data replaces the
+    old files, which the ingest would otherwise (rightly) refuse as changed after loading.
+
+    Raises DemoOnlyError on a profile that is not a demo profile: production never drops tables.
+    """
+    env.require_demo("reset the warehouse")
+    catalog = TableCatalog.for_environment(env)
+    dropped = []
+    for layer in Layer:
+        present = [d for d in catalog.layer_dirs(layer) if fs.path_exists(spark, d)]
+        for folder in present:
+            fs.delete_path(spark, folder, env)
+        if present:
+            dropped.append(layer.value)
     if dropped:
         progress(f"  new demo data: dropped the warehouse's {', '.join(dropped)} tables")
+
+
+def validate_run_options(
+    env: EnvironmentConfig, scale_factor: float | None, regenerate: bool
+) -> None:
+    """Raise DemoOnlyError when demo-data options are given for a profile that is not a demo."""
+    given = {"--scale-factor": scale_factor is not None, "--regenerate": regenerate}
+    options = [name for name, present in given.items() if present]
+    if options and not env.demo:
+        env.require_demo(f"apply {'/'.join(options)} (they shape the demo data)")
+
+
+def _demo_generation(
+    spark: SparkSession,
+    env: EnvironmentConfig,
+    conf_dir: Path | None,
+    scale_factor: float | None,
+    regenerate: bool,
+    summary: RunSummary,
+    progress: Callable[[str], None],
+) -> None:
+    """The demo profile's first steps: generate the sources, reset the warehouse if they are new."""
+    progress("== stage: generate (demo source data)")
+    report = run_generate_stage(
+        spark, env, conf_dir, scale_factor, force=regenerate, progress=progress
+    )
+    summary.record("generate", generation_figures(report))
+    progress(format_generation_table(report))
+    if not report.reused:
+        reset_warehouse(spark, env, progress)
 
 
 def run_pipeline(
@@ -101,18 +155,19 @@ def run_pipeline(
     regenerate: bool = False,
     progress: Callable[[str], None] = print,
 ) -> tuple[RunSummary, str]:
-    """Run every stage in order; return the run summary and the path it was written to."""
-    catalog = TableCatalog(env.warehouse_uri)
+    """Run every stage in order; return the run summary and the path it was written to.
+
+    Only a demo profile generates data and resets the warehouse; elsewhere ``scale_factor`` or
+    ``regenerate`` raise DemoOnlyError before anything runs.
+    """
+    validate_run_options(env, scale_factor, regenerate)
+    catalog = TableCatalog.for_environment(env)
     summary = RunSummary.start(env.name)
     try:
-        progress("== stage: generate (demo source data)")
-        report = run_generate_stage(
-            spark, env, conf_dir, scale_factor, force=regenerate, progress=progress
-        )
-        summary.record("generate", generation_figures(report))
-        progress(format_generation_table(report))
-        if not report.reused:
-            reset_warehouse(spark, catalog, progress)
+        if env.demo:
+            _demo_generation(spark, env, conf_dir, scale_factor, regenerate, summary, progress)
+        else:
+            progress(f"== production profile '{env.name}': landing {env.landing_uri} is read as is")
         sources = selected_sources(conf_dir)
         progress("== stage: bronze (new landing files → bronze tables)")
         bronze = run_bronze_stage(spark, env, sources, progress)

@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
+from profilehouse.truth import read_truth_persons, read_truth_records
 
-_LAZY = {
-    "GenerationReport", "SourceReport", "build_all_sources", "generate",
-    "read_truth_persons", "read_truth_records",
-}  # fmt: skip
+_LAZY = {"GenerationReport", "SourceReport", "build_all_sources", "generate"}
 
 __all__ = [  # noqa: RUF022 - settings first, then the lazily imported names
     "GeneratorSettings",

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from profilehouse import fs
+from profilehouse.errors import ProfilehouseError
 from profilehouse.generator.bank import build_bank_sources
 from profilehouse.generator.marketing import build_marketing_sources
 from profilehouse.generator.persons import build_persons
@@ -32,8 +32,12 @@ from profilehouse.generator.retail import build_retail_sources
 from profilehouse.generator.settings import GeneratorSettings
 from profilehouse.generator.sources import GeneratedSource
 from profilehouse.generator.writer import select_for_truth, write_source
+from profilehouse.truth import persons_dir, records_dir
 
 MARKER = "_GENERATED.json"
+# Written first into a landing folder the generator fills, never removed: the generator only
+# ever overwrites a folder that is empty or carries it (or a finished run's MARKER).
+OWNER_MARKER = "_DEMO_LANDING"
 SUFFIXES = {"csv": (".csv",), "jsonl": (".txt", ".json"), "parquet": (".parquet",)}
 
 
@@ -142,6 +146,8 @@ def generate(
             progress(f"demo data present (seed {cfg.seed}, SF {cfg.scale_factor}): {landing}")
             return previous
     started = time.perf_counter()
+    require_demo_landing(spark, landing)
+    fs.write_text(spark, f"{landing}/{OWNER_MARKER}", "written by the demo generator\n")
     fs.delete_path(spark, f"{landing}/{MARKER}")
     report = GenerationReport(
         cfg.seed, cfg.scale_factor, cfg.persons, settings_hash(cfg), landing, truth
@@ -169,9 +175,24 @@ def generate(
     return report
 
 
+def require_demo_landing(spark: SparkSession, landing: str) -> None:
+    """Raise unless ``landing`` is empty or was filled by the generator: it overwrites whole
+    source folders, so it must never run over a landing zone holding real exports."""
+    if not fs.has_entries(spark, landing):
+        return
+    if fs.path_exists(spark, f"{landing}/{OWNER_MARKER}") or fs.path_exists(
+        spark, f"{landing}/{MARKER}"
+    ):
+        return
+    raise ProfilehouseError(
+        f"refusing to generate demo data into {landing}: it holds files the demo generator did "
+        f"not write (no {OWNER_MARKER} or {MARKER} marker); generate into an empty folder"
+    )
+
+
 def _write_persons_truth(persons: DataFrame, truth: str) -> None:
     params = [c for c in persons.columns if c.startswith("p_")]
-    persons.drop(*params).write.mode("overwrite").parquet(f"{truth}/persons")
+    persons.drop(*params).write.mode("overwrite").parquet(persons_dir(truth))
 
 
 def _write_one(
@@ -182,7 +203,7 @@ def _write_one(
     df = source.df.persist(StorageLevel.MEMORY_AND_DISK)
     write_source(df, spec, landing, cfg.history.initial_batch.isoformat(), source.expected_rows)
     truth_rows = select_for_truth(df, spec, extra=("malformed_kind", "patterns")).drop("source")
-    truth_rows.write.mode("overwrite").parquet(f"{truth}/records/source={spec.name}")
+    truth_rows.write.mode("overwrite").parquet(f"{records_dir(truth)}/source={spec.name}")
     batches = {r["batch"]: int(r["count"]) for r in df.groupBy("batch").count().collect()}
     df.unpersist()
     out = spec.path(landing)
@@ -211,15 +232,3 @@ def planted_truth(cfg: GeneratorSettings) -> dict:
         "campaigns": [c.model_dump(mode="json") for c in cfg.campaigns],
         "personas": {k: v.weight for k, v in cfg.personas.items()},
     }
-
-
-def read_truth_records(spark: SparkSession, truth: str) -> DataFrame:
-    """Ground truth: one row per delivered source record (source, record_key, person_id, ...)."""
-    return spark.read.parquet(f"{truth.rstrip('/')}/records").withColumn(
-        "source", F.col("source").cast("string")
-    )
-
-
-def read_truth_persons(spark: SparkSession, truth: str) -> DataFrame:
-    """Ground truth: one row per true person with persona and planted labels."""
-    return spark.read.parquet(f"{truth.rstrip('/')}/persons")

@@ -1,4 +1,6 @@
-"""Identity quality against the generator's ground truth: pairwise precision, recall, F1, ...
+"""Identity quality against a ground truth (demo and test runs): pairwise precision, recall, ...
+
+A production run has no ground truth: :func:`no_truth_report` says so instead.
 
 Each identity record's true person is the most frequent person among its silver rows' truth
 records (a POS receipt's lines all belong to one shopper). Pair counts come from group sizes —
@@ -19,8 +21,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from profilehouse.generator.orchestrator import read_truth_records
 from profilehouse.identity.records import RECORD_ID
+from profilehouse.truth import read_truth_records
 
 
 def _pairs(n: F.Column) -> F.Column:
@@ -164,8 +166,18 @@ def evaluate(
     return report
 
 
+NO_TRUTH_LINE = "  identity quality: no ground truth (production run)"
+
+
+def no_truth_report() -> dict:
+    """The quality figures of a run without a ground truth: only that there is none."""
+    return {"ground_truth": "none"}
+
+
 def format_report(report: dict) -> str:
-    """Two readable lines for the demo summary."""
+    """Readable lines for the demo summary (one line when there was no ground truth)."""
+    if report.get("ground_truth") == "none":
+        return NO_TRUTH_LINE
     p, e = report["person_records"], report["with_evidence"]
     return (
         f"  identity quality: precision {report['precision']:.4f}, recall {report['recall']:.4f},"

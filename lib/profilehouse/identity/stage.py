@@ -64,6 +64,7 @@ from profilehouse.identity.records import (
 from profilehouse.identity.settings import IdentitySettings, load_identity_settings
 from profilehouse.identity.stable_ids import assign_master_ids
 from profilehouse.ingest.silver import vault_table
+from profilehouse.truth import records_dir
 
 _LEVEL = StorageLevel.MEMORY_AND_DISK
 
@@ -314,7 +315,7 @@ def run_identity_stage(
     if mode not in MODES:
         raise ValueError(f"identity mode must be one of {', '.join(MODES)}, got {mode!r}")
     started = time.perf_counter()
-    catalog = TableCatalog(env.warehouse_uri)
+    catalog = TableCatalog.for_environment(env)
     settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
     mode, before = chosen_mode(spark, catalog, settings, mode, progress)
@@ -376,12 +377,11 @@ def run_identity_stage(
     )
     steps["ids_golden_and_writes"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    if truth_uri and inputs.truths is not None and fs.path_exists(spark, f"{truth_uri}/records"):
-        report = _quality_report(
-            spark, settings, inputs, members, scored, identifiers, persons, truth_uri
-        )
-        figures |= report
-        progress(quality.format_report(report))
+    report = _quality_report(
+        spark, settings, inputs, members, scored, identifiers, persons, truth_uri
+    )
+    figures |= report
+    progress(quality.format_report(report))
     if before is None:  # the frequencies the new model was trained with
         run_state.write_term_frequencies(spark, catalog, link.frequencies, keyed, settings)
     run_state.save(
@@ -433,8 +433,13 @@ def _quality_report(
     scored: DataFrame,
     identifiers: DataFrame,
     persons: DataFrame,
-    truth_uri: str,
+    truth_uri: str | None,
 ) -> dict:
+    """Quality against the ground truth, or figures saying there is none (a production run)."""
+    if not (truth_uri and inputs.truths is not None):
+        return quality.no_truth_report()
+    if not fs.path_exists(spark, records_dir(truth_uri)):
+        return quality.no_truth_report()
     return quality.evaluate(
         spark,
         members.select(RECORD_ID, "master_id", "role", "how"),

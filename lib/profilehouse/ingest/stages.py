@@ -89,7 +89,7 @@ def run_bronze_stage(
     progress: Callable[[str], None] = print,
 ) -> list[BronzeLoad]:
     """Load each source's new landing files into bronze (``env.ingest_parallelism`` at once)."""
-    catalog = TableCatalog(env.warehouse_uri)
+    catalog = TableCatalog.for_environment(env)
     logs = file_log_by_source(spark, catalog)
 
     def load(spec: SourceSpec) -> BronzeLoad:
@@ -117,7 +117,7 @@ def run_silver_stage(
     A source whose reject rate exceeds its threshold does not stop the others; the stage raises
     :class:`RejectRateError` listing all such sources at the end.
     """
-    catalog = TableCatalog(env.warehouse_uri)
+    catalog = TableCatalog.for_environment(env)
     key = load_token_key()
     pending = pending_loads_by_source(spark, catalog)
 
