@@ -98,7 +98,8 @@ class CrashError(RuntimeError):
 
 @pytest.mark.parametrize(
     ("commit", "load_id"),
-    [("silver", 1), ("reconciliation", 1)] + [(c, 2) for c in silver.COMMITS],
+    [("silver", 1), ("reconciliation", 1)]
+    + [(c, 2) for c in ("silver", "vault", "quarantine", "rule_counts", "reconciliation")],
 )
 def test_a_run_stopped_after_any_commit_and_rerun_equals_an_uninterrupted_run(
     spark: SparkSession,
@@ -110,6 +111,7 @@ def test_a_run_stopped_after_any_commit_and_rerun_equals_an_uninterrupted_run(
     commit: str,
     load_id: int,
 ) -> None:
+    assert commit in silver.COMMITS
     catalog = _copy(template, tmp_path / "warehouse")
 
     def crash(done: str, done_load: int) -> None:
