@@ -122,18 +122,28 @@ def merge_rows(
     rows: DataFrame,
     on: str,
     update_when: str | None,
+    update_set: dict[str, str] | None = None,
+    insert_values: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """MERGE ``rows`` (alias ``s``) into the table ``ref`` (alias ``t``) on the SQL ``on``.
 
     Unmatched rows are inserted; matched rows are replaced when ``update_when`` holds (never
-    when it is None). Returns the commit's operation metrics (``numTargetRowsInserted``, ...).
+    when it is None). ``update_set`` / ``insert_values`` (target column → SQL over ``s`` and
+    ``t``) replace "every column from ``s``" when a column must be computed, e.g. to keep a
+    target value; ``rows`` may then carry helper columns the table does not have.
+    Returns the commit's operation metrics (``numTargetRowsInserted``, ...).
     """
 
     def merge() -> None:
         builder = DeltaTable.forPath(spark, ref.location).alias("t").merge(rows.alias("s"), on)
-        if update_when is not None:
+        if update_when is not None and update_set is not None:
+            builder = builder.whenMatchedUpdate(condition=update_when, set=update_set)
+        elif update_when is not None:
             builder = builder.whenMatchedUpdateAll(condition=update_when)
-        builder.whenNotMatchedInsertAll().execute()
+        if insert_values is not None:
+            builder.whenNotMatchedInsert(values=insert_values).execute()
+        else:
+            builder.whenNotMatchedInsertAll().execute()
 
     retry_on_conflict(merge)
     return last_operation_metrics(spark, ref)

@@ -4,8 +4,9 @@ Every value is kept as text exactly as received under its *logical* column name 
 names are mapped by ``conf/sources.yaml``), so one bronze schema per source survives exports
 whose column names, order or types drift. Alongside come ``_rescued_data`` (JSON of columns
 the config does not know, when the source rescues them), ``_corrupt_record`` (the raw line of a
-row the reader could not split or parse) and the ingest metadata ``_source_file``, ``_batch``,
-``_load_id``, ``_ingested_at`` and ``_row_hash``.
+row the reader could not split or parse), ``_absent_columns`` (the configured columns the row's
+file did not carry, so silver can tell them from empty values) and the ingest metadata
+``_source_file``, ``_batch``, ``_load_id``, ``_ingested_at`` and ``_row_hash``.
 
 Exactly-once, crash-safe loading uses a file log (``ops.ingest_file_log``) and Delta's
 idempotent writes, in three commits per load:
@@ -67,6 +68,7 @@ from profilehouse.ingest.source_config import SourceSpec
 
 RESCUED = "_rescued_data"
 CORRUPT = "_corrupt_record"
+ABSENT = "_absent_columns"  # the configured columns the row's file did not carry
 METADATA_COLUMNS = ("_source_file", "_batch", "_load_id", "_ingested_at", "_row_hash")
 FILE_LOG_SCHEMA = T.StructType(
     [
@@ -186,7 +188,7 @@ def _present_columns(known: set[str], present: list[str], first_line: bool) -> s
 def _logical_select(
     spec: SourceSpec, present: dict[str, T.DataType], extras: list[str]
 ) -> list[Column]:
-    """Logical columns as text (null when absent), then rescued data, corrupt record, file."""
+    """Logical columns as text (null when absent), then rescued data and the absent columns."""
     cols = []
     for logical in spec.columns:
         source = spec.source_column(logical)
@@ -196,7 +198,28 @@ def _logical_select(
             cols.append(F.lit(None).cast("string").alias(logical))
     rescued = [(name, _text(F.col(f"`{name}`"), present[name])) for name in extras]
     cols.append(_rescued_expr(rescued).alias(RESCUED))
+    absent = [c for c in spec.columns if spec.source_column(c) not in present]
+    cols.append(_absent_expr(absent).alias(ABSENT))
     return cols
+
+
+def _absent_expr(absent: list[str]) -> Column:
+    """array<string> literal of the logical columns a file did not carry (empty when none).
+
+    Silver needs it because an absent column and an empty value are both null in bronze, and
+    only the empty value may overwrite what silver holds (``missing_columns`` in the config).
+    """
+    return F.array(*[F.lit(c) for c in absent]).cast("array<string>")
+
+
+def _absent_by_file_expr(absent_by_file: dict[str, list[str]], file: Column) -> Column:
+    """The absent columns of the row's file, looked up in a literal map of the files with any."""
+    if not absent_by_file:
+        return _absent_expr([])
+    lookup = F.create_map(
+        *[x for f, cols in absent_by_file.items() for x in (F.lit(f), _absent_expr(cols))]
+    )
+    return F.coalesce(F.element_at(lookup, file), _absent_expr([]))
 
 
 def _read_csv(spark: SparkSession, spec: SourceSpec, files: list[LandingFile]) -> list[DataFrame]:
@@ -250,7 +273,7 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, files: list[LandingFile])
         "value",
         _FILE,
     )
-    _check_json_files(spec, parsed)
+    absent_by_file = _check_json_files(spec, parsed)
     rescued = F.when(
         F.size("x") > 0,
         F.to_json(
@@ -266,6 +289,7 @@ def _read_jsonl(spark: SparkSession, spec: SourceSpec, files: list[LandingFile])
             *cols,
             F.when(F.size("x") > 0, rescued).alias(RESCUED),
             F.when(F.col(f"r.{CORRUPT}").isNotNull(), F.col("value")).alias(CORRUPT),
+            _absent_by_file_expr(absent_by_file, F.col(_FILE)).alias(ABSENT),
             _FILE,
         )
     ]
@@ -288,16 +312,29 @@ def _decoded_lines(spark: SparkSession, paths: list[str], encoding: str) -> Data
     return text.select(F.decode(F.col("value").cast("binary"), encoding).alias("value"), file)
 
 
-def _check_json_files(spec: SourceSpec, parsed: DataFrame) -> None:
+def _check_json_files(spec: SourceSpec, parsed: DataFrame) -> dict[str, list[str]]:
     """SchemaError naming the file when a required field is absent from every well-formed
-    record of a file, or an unknown field appears and the source does not rescue."""
+    record of a file, or an unknown field appears and the source does not rescue.
+
+    Returns the optional logical columns absent from every well-formed record of each file
+    (only files with any): a key that some records of a file lack is an empty value there, as
+    JSON writers drop null fields; a key that no record has is a column the file did not carry.
+    """
     required = [spec.source_column(c) for c, col in spec.columns.items() if col.required]
+    optional = [c for c, col in spec.columns.items() if not col.required]
     good = F.col(f"r.{CORRUPT}").isNull() & F.col("x").isNotNull()
     aggs = [F.sum(good.cast("int")).alias("good")]
     aggs += [
         F.max(good & F.array_contains(F.json_object_keys("value"), name)).alias(f"has_{i}")
         for i, name in enumerate(required)
     ]
+    aggs += [
+        F.max(good & F.array_contains(F.json_object_keys("value"), spec.source_column(c))).alias(
+            f"carries_{i}"
+        )
+        for i, c in enumerate(optional)
+    ]
+    absent_by_file: dict[str, list[str]] = {}
     if spec.extra_columns == "fail":
         aggs.append(F.array_sort(F.array_distinct(F.flatten(F.collect_set("x")))).alias("extra"))
     for row in parsed.groupBy(_FILE).agg(*aggs).collect():  # one row per file
@@ -311,6 +348,10 @@ def _check_json_files(spec: SourceSpec, parsed: DataFrame) -> None:
             )
         if spec.extra_columns == "fail" and row["extra"]:
             _check_columns(spec, row[_FILE], required + list(row["extra"]))
+        absent = [c for i, c in enumerate(optional) if not row[f"carries_{i}"]]
+        if absent:
+            absent_by_file[row[_FILE]] = absent
+    return absent_by_file
 
 
 def _read_parquet(
@@ -366,7 +407,10 @@ def bronze_frame(
         "spark_path string, _source_file string, _batch string",
     )
     if not frames:
-        empty = T.StructType([T.StructField(c, T.StringType()) for c in [*value_columns, _FILE]])
+        empty = T.StructType(
+            [T.StructField(c, T.StringType()) for c in [*value_columns, _FILE]]
+            + [T.StructField(ABSENT, T.ArrayType(T.StringType()))]
+        )
         frames = [spark.createDataFrame([], empty)]
     rows = frames[0]
     for frame in frames[1:]:
@@ -374,6 +418,7 @@ def bronze_frame(
     joined = rows.join(F.broadcast(file_table), rows[_FILE] == file_table["spark_path"], "left")
     return joined.select(
         *value_columns,
+        ABSENT,
         F.coalesce("_source_file", _FILE).alias("_source_file"),
         F.coalesce("_batch", F.lit("unknown")).alias("_batch"),
         F.lit(load_id).cast("long").alias("_load_id"),

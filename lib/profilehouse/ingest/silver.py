@@ -7,10 +7,17 @@ Each bronze load of a source is processed once, in load order:
    stops the job (:class:`SchemaError` naming file and column), and a load whose share of
    rejected rows exceeds the source's ``reject_rate_threshold`` (with at least
    ``reject_min_rows`` rejected) stops it too
-   (:class:`RejectRateError`, recorded as ``failed`` in the reconciliation table);
+   (:class:`RejectRateError`, recorded as ``failed`` in the reconciliation table); a file
+   that did not carry an optional column (bronze's ``_absent_columns``) stops it when the
+   source says ``missing_columns: fail`` (:class:`SchemaError` naming file and column);
 2. accepted rows, PII replaced by tokens and masks, are deduplicated by business key and
    MERGEd into ``silver.<source>``: a key's newest version wins (``order_by``, then batch, load
-   and row hash), so re-delivered corrections update in place and replays change nothing;
+   and row hash), so re-delivered corrections update in place and replays change nothing.
+   Schema drift (``missing_columns: keep``, the default): a column the winning version's file
+   did not carry takes its value from the newest version that carried it, within the load or
+   in silver (whichever is newer), so a later file without ``email`` never blanks the e-mails;
+   each such file is reported (``SilverLoad.absent_columns``) and counted as the warn rule
+   ``absent:<column>`` in ``ops.dq_rule_counts`` (rows of the file);
 3. the normalised PII values are added to ``vault.pii`` (insert-only MERGE on the token);
 4. rejected rows are appended to ``ops.quarantine`` with their reasons and the raw row;
 5. per-rule counts go to ``ops.dq_rule_counts`` and the per-batch reconciliation
@@ -18,26 +25,30 @@ Each bronze load of a source is processed once, in load order:
    the load as done.
 
 Steps 4 and 5 are Delta idempotent appends (one app ID per table and source, the load ID as
-version) and steps 2 and 3 change nothing when replayed, so a run that dies between any two
-commits is finished by the next run with the same result as an uninterrupted one.
+version; a ``failed`` reconciliation has its own app ID, so a load that keeps failing is
+recorded once, by its first failure) and steps 2 and 3 change nothing when replayed, so a run
+that dies between any two commits is finished by the next run with the same result as an
+uninterrupted one. :data:`AFTER_COMMIT` is the seam tests use to stop a run after a commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.errors import ProfilehouseError, SchemaError
-from profilehouse.ingest.bronze import bronze_table, loaded_load_ids_by_source
-from profilehouse.ingest.source_config import SourceSpec
+from profilehouse.ingest.bronze import ABSENT, bronze_table, loaded_load_ids_by_source
+from profilehouse.ingest.source_config import ColumnSpec, SourceSpec
 from profilehouse.ingest.validate import (
     ERRORS,
     RAW,
@@ -78,6 +89,18 @@ RULE_COUNTS_SCHEMA = T.StructType(
 )
 
 
+# The commits of one load, in order; after each, AFTER_COMMIT(commit, load_id) is called when set.
+# A failure-injection seam for tests (a hook that raises is a crash right after that commit);
+# production code never sets it.
+COMMITS = ("silver", "vault", "quarantine", "rule_counts", "reconciliation")
+AFTER_COMMIT: Callable[[str, int], None] | None = None
+
+
+def _committed(commit: str, load_id: int) -> None:
+    if AFTER_COMMIT is not None:
+        AFTER_COMMIT(commit, load_id)
+
+
 class RejectRateError(ProfilehouseError):
     """A load rejected a larger share of its rows than its source allows."""
 
@@ -96,6 +119,7 @@ class SilverLoad:
     updated: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # quarantine reason → rows
     warnings: dict[str, int] = field(default_factory=dict)  # warning → rows
+    absent_columns: dict[str, list[str]] = field(default_factory=dict)  # file → columns it lacked
     seconds: float = 0.0
 
 
@@ -122,19 +146,25 @@ def vault_table(catalog: TableCatalog) -> TableRef:
 # --- column lists and keys -----------------------------------------------------------------------
 
 
+def derived_columns(name: str, col: ColumnSpec) -> list[str]:
+    """The silver columns that the logical column ``name`` becomes (its value, or its token and
+    mask and address parts, and its validity flag): what a file without ``name`` cannot set."""
+    columns = []
+    if col.is_pii:
+        columns += [name] if col.partly_pii else []
+        columns += [f"{name}_token", f"{name}_masked"]
+        if col.standardize == "address":
+            columns += [f"{name}_province", f"{name}_city"]
+    else:
+        columns.append(name)
+    if col.standardize in ("mobile", "email", "id_no"):
+        columns.append(f"{name}_valid")
+    return columns
+
+
 def silver_columns(spec: SourceSpec) -> list[str]:
     """The columns of ``silver.<source>``, in order."""
-    columns = []
-    for name, col in spec.columns.items():
-        if col.is_pii:
-            columns += [name] if col.partly_pii else []
-            columns += [f"{name}_token", f"{name}_masked"]
-            if col.standardize == "address":
-                columns += [f"{name}_province", f"{name}_city"]
-        else:
-            columns.append(name)
-        if col.standardize in ("mobile", "email", "id_no"):
-            columns.append(f"{name}_valid")
+    columns = [c for name, col in spec.columns.items() for c in derived_columns(name, col)]
     return [*columns, WARNINGS, *META_COLUMNS]
 
 
@@ -159,16 +189,49 @@ def version_sql(spec: SourceSpec, alias: str) -> str:
     return "struct(" + ", ".join(f"{alias}.{p}" for p in parts) + ")"
 
 
-def latest_per_key(accepted: DataFrame, spec: SourceSpec) -> DataFrame:
-    """One row per business key: its newest version within ``accepted``."""
+def carried_version_column(name: str) -> str:
+    """Helper column: the version of the newest row of a key that carried column ``name``."""
+    return f"__version_{name}"
+
+
+def latest_per_key(accepted: DataFrame, spec: SourceSpec, absent: Sequence[str] = ()) -> DataFrame:
+    """One row per business key: its newest version within ``accepted``.
+
+    ``absent``: logical columns some file of ``accepted`` did not carry (``_absent_columns``).
+    For each, the row takes that column's silver columns from the key's newest version that
+    carried it (null when none did) and gains :func:`carried_version_column` (that version, or
+    null), which the MERGE compares with silver's version to decide whose value is newer.
+    """
     keys = [F.expr(k) for k in key_sql(spec, "a")]
-    newest = Window.partitionBy(*keys).orderBy(F.expr(version_sql(spec, "a")).desc())
-    return (
-        accepted.alias("a")
-        .withColumn("__rank", F.row_number().over(newest))
-        .where("__rank = 1")
-        .drop("__rank")
+    version = F.expr(version_sql(spec, "a"))
+    newest = Window.partitionBy(*keys).orderBy(version.desc())
+    ranked = accepted.alias("a").withColumns(
+        {**_newest_carried(spec, absent, keys, version), "__rank": F.row_number().over(newest)}
     )
+    latest = ranked.where("__rank = 1").drop("__rank")
+    if not absent:
+        return latest
+    carried = {
+        column: F.col(f"__carried_{name}").getField(column)
+        for name in absent
+        for column in derived_columns(name, spec.columns[name])
+    }
+    return latest.withColumns(carried).drop(*[f"__carried_{name}" for name in absent])
+
+
+def _newest_carried(
+    spec: SourceSpec, absent: Sequence[str], keys: list[Column], version: Column
+) -> dict[str, Column]:
+    """Per absent column: the silver columns and the version of the key's newest row whose file
+    carried it (window aggregates over the key, sharing the deduplication's partitioning)."""
+    whole = Window.partitionBy(*keys)
+    columns: dict[str, Column] = {}
+    for name in absent:
+        carried_version = F.when(~F.array_contains(F.col(ABSENT), name), version)
+        values = F.struct(*[F.col(c) for c in derived_columns(name, spec.columns[name])])
+        columns[f"__carried_{name}"] = F.max_by(values, carried_version).over(whole)
+        columns[carried_version_column(name)] = F.max(carried_version).over(whole)
+    return columns
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -178,6 +241,12 @@ def latest_per_key(accepted: DataFrame, spec: SourceSpec) -> DataFrame:
 class _LoadFigures:
     per_batch: dict[str, dict[str, int]]  # batch → rows_in / quarantined / warned
     rules: list[tuple[str, str, str, int]]  # (batch, rule, severity, rows)
+    absent: dict[str, list[str]] = field(default_factory=dict)  # file → columns it lacked
+
+    @property
+    def absent_columns(self) -> list[str]:
+        """The logical columns that some file of the load did not carry."""
+        return sorted({c for columns in self.absent.values() for c in columns})
 
     @property
     def rows_in(self) -> int:
@@ -213,8 +282,10 @@ def _load_figures(validated: DataFrame, spec: SourceSpec) -> _LoadFigures:
             F.sum(failed.cast("long")).alias(f"f{i}"),
             F.first(F.when(failed, F.col(f"__raw_{name}")), ignorenulls=True).alias(f"e{i}"),
         ]
+    aggs.append(F.max(ABSENT).alias("absent"))  # the same for every row of a file
     files = validated.groupBy("_batch", "_source_file").agg(*aggs).collect()  # row per file
     _check_types_parse(files, spec)
+    absent = {row["_source_file"]: list(row["absent"]) for row in files if row["absent"]}
     per_batch: dict[str, dict[str, int]] = {}
     for row in files:
         counts = per_batch.setdefault(row["_batch"], dict.fromkeys(_COUNTS, 0))
@@ -230,10 +301,17 @@ def _load_figures(validated: DataFrame, spec: SourceSpec) -> _LoadFigures:
         ).alias("r"),
     )
     rules = reasons.groupBy("_batch", "r.rule", F.col("r.col2").alias("severity")).count()
-    return _LoadFigures(
-        per_batch,
-        sorted((r["_batch"], r["rule"], r["severity"], int(r["count"])) for r in rules.collect()),
-    )
+    row_rules = [(r["_batch"], r["rule"], r["severity"], int(r["count"])) for r in rules.collect()]
+    return _LoadFigures(per_batch, sorted(row_rules + _absent_rules(files)), absent)
+
+
+def _absent_rules(files: list) -> list[tuple[str, str, str, int]]:
+    """The warn rule ``absent:<column>`` per batch, counting the rows of files without it."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in files:
+        for column in row["absent"] or []:
+            counts[(row["_batch"], f"absent:{column}")] += int(row["rows_in"])
+    return [(batch, rule, "warn", n) for (batch, rule), n in counts.items()]
 
 
 _COUNTS = ("rows_in", "quarantined", "warned")
@@ -254,6 +332,28 @@ def _check_types_parse(files: list, spec: SourceSpec) -> None:
                     f" (logical {name}): none of its {present} values parse as {col.type} "
                     f"with {how}, e.g. {row[f'e{i}']!r}"
                 )
+
+
+def _check_missing_columns(spec: SourceSpec, figures: _LoadFigures) -> None:
+    """SchemaError naming the files and the optional columns they lacked, when the source says
+    ``missing_columns: fail`` (required columns missing are refused by bronze already)."""
+    if spec.missing_columns != "fail" or not figures.absent:
+        return
+    listed = "; ".join(
+        f"file {file} lacks column(s) {', '.join(_export_name(spec, c) for c in columns)}"
+        for file, columns in sorted(figures.absent.items())[:5]
+    )
+    more = f" (and {len(figures.absent) - 5} more file(s))" if len(figures.absent) > 5 else ""
+    raise SchemaError(
+        f"{spec.name}: {listed}{more}. The source has missing_columns: fail in "
+        "conf/sources.yaml; deliver the file(s) with the column(s), or set missing_columns: keep "
+        "to keep silver's existing values for them, and re-run."
+    )
+
+
+def _export_name(spec: SourceSpec, logical: str) -> str:
+    source = spec.source_column(logical)
+    return source if source == logical else f"{source} (logical {logical})"
 
 
 def _check_reject_rate(spec: SourceSpec, load_id: int, figures: _LoadFigures) -> str | None:
@@ -305,20 +405,62 @@ def _now() -> dt.datetime:
 # --- writes --------------------------------------------------------------------------------------
 
 
-def _merge_silver(spark: SparkSession, ref: TableRef, rows: DataFrame, spec: SourceSpec) -> dict:
-    """Create the silver table from ``rows``, or MERGE them in (newest version per key wins)."""
+def _merge_silver(
+    spark: SparkSession,
+    ref: TableRef,
+    rows: DataFrame,
+    spec: SourceSpec,
+    absent: Sequence[str] = (),
+) -> dict:
+    """Create the silver table from ``rows``, or MERGE them in (newest version per key wins).
+
+    ``absent``: columns some file of the load did not carry; ``rows`` then hold their
+    :func:`carried_version_column` and the update keeps silver's value of such a column unless
+    the row's carried version is newer than silver's (one MERGE: a CASE per affected column).
+    """
+    columns = silver_columns(spec)
     if not delta_io.table_exists(spark, ref):
-        delta_io.write_table(rows, ref, mode="append", properties=CDF)
+        delta_io.write_table(rows.select(*columns), ref, mode="append", properties=CDF)
         return {"inserted": delta_io.last_operation_metric(spark, ref, "numOutputRows")}
     on = " AND ".join(
         f"{t} <=> {s}" for t, s in zip(key_sql(spec, "t"), key_sql(spec, "s"), strict=True)
     )
     newer = f"{version_sql(spec, 's')} > {version_sql(spec, 't')}"
-    metrics = delta_io.merge_rows(spark, ref, rows, on, update_when=newer)
+    if absent:
+        metrics = delta_io.merge_rows(
+            spark,
+            ref,
+            rows,
+            on,
+            update_when=newer,
+            update_set=_update_set_sql(spec, absent),
+            insert_values={c: f"s.`{c}`" for c in columns},
+        )
+    else:
+        metrics = delta_io.merge_rows(spark, ref, rows.select(*columns), on, update_when=newer)
     return {
         "inserted": metrics.get("numTargetRowsInserted", 0),
         "updated": metrics.get("numTargetRowsUpdated", 0),
     }
+
+
+def _update_set_sql(spec: SourceSpec, absent: Sequence[str]) -> dict[str, str]:
+    """Silver column → SQL of its updated value: the source row's, except that a column derived
+    from an ``absent`` column keeps silver's value unless the source carried a newer one."""
+    kept_by = {
+        column: name for name in absent for column in derived_columns(name, spec.columns[name])
+    }
+    target_version = version_sql(spec, "t")
+    update = {}
+    for column in silver_columns(spec):
+        name = kept_by.get(column)
+        update[column] = (
+            f"s.`{column}`"
+            if name is None
+            else f"CASE WHEN s.`{carried_version_column(name)}` > {target_version} "
+            f"THEN s.`{column}` ELSE t.`{column}` END"
+        )
+    return update
 
 
 def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
@@ -402,11 +544,10 @@ def _append_reconciliation(
     rows = spark.createDataFrame(
         _reconciliation_rows(spec, load_id, figures, status), RECONCILIATION_SCHEMA
     )
-    options = (
-        delta_io.idempotent_options(f"reconciliation:{spec.name}", load_id)
-        if status == PASSED
-        else None
+    app_id = (
+        f"reconciliation:{spec.name}" if status == PASSED else f"reconciliation-failed:{spec.name}"
     )
+    options = delta_io.idempotent_options(app_id, load_id)
     delta_io.write_table(
         rows.coalesce(1), reconciliation_table(catalog), mode="append", options=options
     )
@@ -446,6 +587,11 @@ def validated_load(
     bronze = delta_io.read_table(spark, bronze_table(catalog, spec)).where(
         F.col("_load_id") == load_id
     )
+    nothing_absent = F.array().cast("array<string>")  # bronze written before the marker existed
+    bronze = bronze.withColumn(
+        ABSENT,
+        F.coalesce(F.col(ABSENT), nothing_absent) if ABSENT in bronze.columns else nothing_absent,
+    )
     keyed = bronze.crossJoin(F.broadcast(token_key_frame(spark, key)))
     return protected_frame(validated_frame(keyed, spec), spec)
 
@@ -464,19 +610,29 @@ def load_silver_load(
     )
     try:
         figures = _load_figures(validated, spec)
+        _check_missing_columns(spec, figures)
         problem = _check_reject_rate(spec, load_id, figures)
         if problem:
             _append_reconciliation(spark, catalog, spec, load_id, figures, FAILED)
+            _committed("reconciliation", load_id)
             raise RejectRateError(problem)
         accepted = validated.where(F.size(ERRORS) == 0)
-        rows = latest_per_key(accepted, spec).select(*silver_columns(spec))
-        merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec)
+        absent = figures.absent_columns
+        rows = latest_per_key(accepted, spec, absent).select(
+            *silver_columns(spec), *[carried_version_column(c) for c in absent]
+        )
+        merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec, absent)
+        _committed("silver", load_id)
         vault = _vault_rows(accepted, spec)
         if vault is not None:
             _merge_vault(spark, catalog, vault)
+            _committed("vault", load_id)
         _append_quarantine(catalog, validated, spec, load_id)
+        _committed("quarantine", load_id)
         _append_rule_counts(spark, catalog, spec, load_id, figures)
+        _committed("rule_counts", load_id)
         _append_reconciliation(spark, catalog, spec, load_id, figures, PASSED)
+        _committed("reconciliation", load_id)
     finally:
         validated.unpersist()
     result.load_ids.append(load_id)
@@ -489,6 +645,7 @@ def load_silver_load(
     for _batch, rule, severity, rows_count in figures.rules:
         counts = result.errors if severity == "error" else result.warnings
         counts[rule] = counts.get(rule, 0) + rows_count
+    result.absent_columns.update(figures.absent)
 
 
 def load_silver_source(

@@ -141,6 +141,11 @@ class SourceSpec(StrictModel):
     order_by: str | None = Field(default=None, description="Latest version wins by this column.")
     event_time: str | None = None
     extra_columns: Literal["fail", "rescue"] = "rescue"
+    missing_columns: Literal["keep", "fail"] = Field(
+        default="keep",
+        description="A file without an optional column: keep silver's existing values of that "
+        "column (and warn), or fail the load naming file and column.",
+    )
     reject_rate_threshold: float = Field(default=0.05, ge=0.0, le=1.0)
     reject_min_rows: int = Field(
         default=10,

@@ -169,6 +169,7 @@ def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
             "updated": s.updated,
             "quarantined_by_rule": s.errors,
             "warnings_by_rule": s.warnings,
+            "absent_columns": s.absent_columns,  # file → optional columns it did not carry
             "seconds": s.seconds,
         }
     return {
