@@ -35,6 +35,11 @@ _CONFLICTS = (
 CONFLICT_ATTEMPTS = 6
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` is Delta's optimistic-concurrency failure (another writer won)."""
+    return any(name in str(exc) for name in _CONFLICTS)
+
+
 def retry_on_conflict(action: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
     """Run ``action``; when a concurrent Delta commit makes it fail, wait briefly and retry."""
     for attempt in range(1, attempts + 1):
