@@ -93,7 +93,9 @@ def run_bronze_stage(
     logs = file_log_by_source(spark, catalog)
 
     def load(spec: SourceSpec) -> BronzeLoad:
-        result = load_bronze_source(spark, catalog, spec, env.landing_uri, logs.get(spec.name, []))
+        result = load_bronze_source(
+            spark, catalog, spec, env.landing_uri, logs.get(spec.name, []), lock_settings=env.locks
+        )
         resumed = result.resumed_pending
         progress(
             f"  bronze {spec.name}: {result.files} new file(s), {result.rows:,} rows"
