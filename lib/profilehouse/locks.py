@@ -217,7 +217,7 @@ class Lock:
         return (
             f"lock {self.name} is held by {owner.describe()}{waited}; let that run finish, or if "
             f"it is dead wait for its lease to expire (then the next run takes the lock over) "
-            f"or clear it now: python jobs/clear_lock.py --env <env> {self.name}"
+            f"or clear it now: python jobs/clear_lock.py --env <env> {self.name} --clear"
         )
 
     # --- holding -----------------------------------------------------------------------------
