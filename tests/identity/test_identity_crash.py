@@ -136,8 +136,12 @@ def test_a_crash_at_each_write_boundary_then_a_rerun_equals_an_uninterrupted_run
     env, catalog = _copy(root, "crashed", ingested)
     for attempt, boundary in enumerate(CHAIN):
         with crash_after(boundary), pytest.raises(InjectedCrashError, match=boundary):
-            run_identity_stage(spark, env, conf, run_id=f"retry-{attempt}", progress=QUIET)
-    finished = run_identity_stage(spark, env, conf, run_id="retry-last", progress=QUIET)
+            run_identity_stage(
+                spark, env, conf, run_id=f"retry-{attempt}", progress=QUIET, mode="auto"
+            )
+    finished = run_identity_stage(
+        spark, env, conf, run_id="retry-last", progress=QUIET, mode="auto"
+    )
     assert finished.run_id == "run-2"  # the interrupted run, finished under its own ID
 
     for name in COMPARED:
