@@ -497,26 +497,27 @@ def _claim_load_id(
 
     The pending append is idempotent on (source, load ID): when another run has claimed the ID
     first, Delta skips this append (two concurrent ones conflict, and the retry is skipped).
-    So the claim is read back: this run owns the ID only if the pending files logged under it
-    are exactly its files. Otherwise :class:`_LoadIdTakenError` is raised before anything else is
-    written, and the caller starts over from a fresh file log. (The same files claimed under
-    the same ID by two runs are one load: both finish it, the txn-tagged commits land once.)
+    So the claim is read back: this run owns the ID only if the pending entries logged under it
+    are exactly its files at its time. Otherwise :class:`_LoadIdTakenError` is raised before
+    anything else is written, and the caller starts over from a fresh file log. (Were the same
+    files claimed under the same ID by two runs in the same second, both would finish the one
+    load: its txn-tagged commits land once.)
     """
     load_id = max((e.load_id for e in log), default=0) + 1
     ingested_at = _now()
     _append_file_log(spark, catalog, source, files, load_id, PENDING, ingested_at)
-    claimed = _pending_paths(spark, catalog, source, load_id)
-    if claimed != {f.path for f in files}:
+    claimed = _pending_claim(spark, catalog, source, load_id)
+    if claimed != {(f.path, ingested_at) for f in files}:
         raise _LoadIdTakenError(
             f"{source}: load ID {load_id} was claimed by another run for other files"
         )
     return load_id, ingested_at
 
 
-def _pending_paths(
+def _pending_claim(
     spark: SparkSession, catalog: TableCatalog, source: str, load_id: int
-) -> set[str]:
-    """Paths logged as pending under ``load_id`` of ``source`` (read afresh)."""
+) -> set[tuple[str, dt.datetime]]:
+    """(path, logged_at) of the files logged as pending under ``load_id`` of ``source``."""
     rows = (
         delta_io.read_table(spark, file_log_table(catalog))
         .where(
@@ -524,10 +525,10 @@ def _pending_paths(
             & (F.col("load_id") == load_id)
             & (F.col("status") == PENDING)
         )
-        .select("file_path")
+        .select("file_path", "logged_at")
         .collect()
     )
-    return {r["file_path"] for r in rows}
+    return {(r["file_path"], r["logged_at"]) for r in rows}
 
 
 _CLAIM_ATTEMPTS = 5
