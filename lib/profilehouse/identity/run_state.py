@@ -10,13 +10,14 @@ reads.
 Every run has a sequence number (``seq``, one more than the last committed run's). It first
 records itself in ``identity.pending_run``: run ID, seq, mode, settings hash and the Delta
 version of every input table (silver, vault) it reads. Its appends (aliases, lineage, metrics)
-are idempotent on ``txnVersion = seq``, and ``run_state`` is its last write: the commit that
-makes the run the one the next run starts from (``master_members`` of the previous run is read
-at the version pinned there, not as the crashed run may have left it). A run that crashed before
-that commit is finished by the next one exactly as planned: same run ID (so the same new master
-IDs), same mode, the inputs at the pinned versions, so every table ends as an uninterrupted run
-would have left it. If the identity settings changed since, the interrupted run is withdrawn
-instead (its appended rows are deleted) and a new one starts.
+are idempotent (``txnAppId`` per table and run ID, ``txnVersion = seq``), and ``run_state`` is
+its last write: the commit that makes the run the one the next run starts from
+(``master_members`` of the previous run is read at the version pinned there, not as the crashed
+run may have left it). A run that crashed before that commit is finished by the next one
+exactly as planned: same run ID (so the same new master IDs), same mode, the inputs at the
+pinned versions, so every table ends as an uninterrupted run would have left it. If the
+identity settings changed since, the interrupted run is withdrawn instead (its appended rows
+are deleted) and a new one starts.
 
 Term frequencies are stored by vault token for vault attributes (a name's frequency is keyed by
 the name's token, never by the name) and by value otherwise.

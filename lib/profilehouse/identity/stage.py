@@ -502,7 +502,7 @@ def _resolve(
     steps["clustering"] = time.perf_counter() - mark  # the clusters are checkpointed: computed
     mark = time.perf_counter()
     _write_outputs(
-        spark, catalog, members, scored, matches, clustering, assignment, golden, planned.seq
+        spark, catalog, members, scored, matches, clustering, assignment, golden, planned
     )
     delta_io.write_table(
         clustering.phase1, identity_table(catalog, "phase1_clusters"), overwrite_schema=True
@@ -608,17 +608,17 @@ def _write_outputs(
     clustering,
     assignment,
     golden: DataFrame,
-    seq: int,
+    planned: run_state.PlannedRun,
 ) -> None:
-    """Overwrite the current-state tables; append aliases and lineage (idempotent on the
-    run's ``seq``: finishing an interrupted run never appends them twice)."""
+    """Overwrite the current-state tables; append aliases and lineage (once per planned run:
+    finishing an interrupted run never appends them twice)."""
 
     def overwrite(name: str, df: DataFrame) -> None:
         delta_io.write_table(df, identity_table(catalog, name), overwrite_schema=True)
         _written(name)
 
     def append(name: str, df: DataFrame) -> None:
-        options = delta_io.idempotent_options(f"identity:{name}", seq)
+        options = _once_per_run(name, planned.run_id, planned.seq)
         delta_io.write_table(df, identity_table(catalog, name), mode="append", options=options)
         _written(name)
 
@@ -655,6 +655,13 @@ def _write_outputs(
     append("master_lineage", assignment.lineage)
 
 
+def _once_per_run(table: str, run_id: str, seq: int) -> dict[str, str]:
+    """Writer options appending a run's rows to ``table`` once: the retry of an interrupted
+    run has its run ID and seq and is skipped. Keyed by run ID too, so that a warehouse whose
+    identity tables were rebuilt (seq counting from 1 again) never skips a new run's rows."""
+    return delta_io.idempotent_options(f"identity:{table}:{run_id}", seq)
+
+
 _METRICS_SCHEMA = T.StructType(
     [
         T.StructField("run_id", T.StringType(), False),
@@ -674,5 +681,5 @@ def _append_metrics(
         spark.createDataFrame(row, _METRICS_SCHEMA).coalesce(1),
         metrics_table(catalog),
         mode="append",
-        options=delta_io.idempotent_options("identity:metrics", seq),
+        options=_once_per_run("identity_metrics", run_id, seq),
     )
