@@ -264,11 +264,11 @@ class PlannedRun:
     run_id: str
     seq: int
     mode: str
-    inputs: dict[str, int]  # input table location → the Delta version the run reads
+    inputs: dict[str, int]  # input table (layer.name) → the Delta version the run reads
     started_at: dt.datetime
 
     def version_of(self, ref: TableRef) -> int | None:
-        return self.inputs.get(ref.location)
+        return self.inputs.get(ref.qualified_name)
 
 
 def _last_state_row(spark: SparkSession, catalog: TableCatalog):
@@ -325,7 +325,7 @@ def plan_run(
     if stale is not None and stale["seq"] >= seq:
         withdraw_run(spark, appended, stale["run_id"])
         seq = int(stale["seq"]) + 1  # its txn versions are used up
-    versions = {ref.location: delta_io.table_version(spark, ref) for ref in inputs}
+    versions = {ref.qualified_name: delta_io.table_version(spark, ref) for ref in inputs}
     planned = PlannedRun(run_id, seq, mode, versions, _utcnow())
     row = [(run_id, seq, mode, settings_hash(settings), json.dumps(versions), planned.started_at)]
     delta_io.write_table(
