@@ -44,6 +44,27 @@ class StrictModel(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+class LockSettings(StrictModel):
+    """How stage locks behave (see :mod:`profilehouse.locks`)."""
+
+    lease_seconds: int = Field(
+        default=600,
+        ge=10,
+        description="A lock not renewed for this long belongs to a dead run and is taken over.",
+    )
+    wait_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="How long a run waits for a lock another live run holds before failing.",
+    )
+    poll_seconds: float = Field(default=5.0, gt=0, description="Pause between tries while waiting.")
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often a holder renews its lease: three renewals per lease."""
+        return self.lease_seconds / 3
+
+
 class EnvironmentConfig(StrictModel):
     """One environment profile: where data lives and how the Spark session is built."""
 
@@ -86,6 +107,11 @@ class EnvironmentConfig(StrictModel):
         le=64,
         description="Sources ingested at once. Each source is a chain of small jobs and Delta "
         "commits; running several side by side keeps the executors busy.",
+    )
+
+    locks: LockSettings = Field(
+        default_factory=LockSettings,
+        description="Per-stage locks: lease (crashed runs' locks expire) and wait.",
     )
 
     @field_validator("restricted_warehouse")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from profilehouse.catalog import TableRef
 
@@ -33,6 +33,11 @@ _CONFLICTS = (
     "DELTA_PROTOCOL_CHANGED",
 )
 CONFLICT_ATTEMPTS = 6
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` is Delta's optimistic-concurrency failure (another writer won)."""
+    return any(name in str(exc) for name in _CONFLICTS)
 
 
 def retry_on_conflict(action: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
@@ -147,6 +152,12 @@ def merge_rows(
 
     retry_on_conflict(merge)
     return last_operation_metrics(spark, ref)
+
+
+def delete_rows(spark: SparkSession, ref: TableRef, condition: Column) -> None:
+    """Delete the rows of the table ``ref`` where ``condition`` holds (retried on conflicts)."""
+    table = DeltaTable.forPath(spark, ref.location)
+    retry_on_conflict(lambda: table.delete(condition))
 
 
 def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, int]:

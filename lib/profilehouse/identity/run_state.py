@@ -7,6 +7,18 @@ state tables *at those versions*, so a run that crashed half-way (having overwri
 them) leaves the last good state readable, and the new run's own writes never change what it
 reads.
 
+Every run has a sequence number (``seq``, one more than the last committed run's). It first
+records itself in ``identity.pending_run``: run ID, seq, mode, settings hash and the Delta
+version of every input table (silver, vault) it reads. Its appends (aliases, lineage, metrics)
+are idempotent (``txnAppId`` per table and run ID, ``txnVersion = seq``), and ``run_state`` is
+its last write: the commit that makes the run the one the next run starts from
+(``master_members`` of the previous run is read at the version pinned there, not as the crashed
+run may have left it). A run that crashed before that commit is finished by the next one
+exactly as planned: same run ID (so the same new master IDs), same mode, the inputs at the
+pinned versions, so every table ends as an uninterrupted run would have left it. If the
+identity settings changed since, the interrupted run is withdrawn instead (its appended rows
+are deleted) and a new one starts.
+
 Term frequencies are stored by vault token for vault attributes (a name's frequency is keyed by
 the name's token, never by the name) and by value otherwise.
 """
@@ -50,6 +62,17 @@ _SCHEMA = T.StructType(
         T.StructField("settings_hash", T.StringType(), False),
         T.StructField("model", T.StringType(), False),
         T.StructField("versions", T.StringType(), False),
+        T.StructField("seq", T.LongType(), True),
+    ]
+)
+_PENDING_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("seq", T.LongType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("settings_hash", T.StringType(), False),
+        T.StructField("inputs", T.StringType(), False),
+        T.StructField("started_at", T.TimestampType(), False),
     ]
 )
 
@@ -206,9 +229,12 @@ def save(
     model: FellegiSunterModel,
     trained_in: str,
     trained_at: dt.datetime,
+    seq: int | None = None,
 ) -> None:
-    """Record this run as the state the next one starts from (the run's last write)."""
-    versions = {name: delta_io.table_version(spark, _table(catalog, name)) for name in STATE_TABLES}
+    """Record this run as the state the next one starts from (the run's last write: the commit
+    that makes the run visible). ``seq``: the run's :class:`PlannedRun` sequence number."""
+    pinned = (*STATE_TABLES, "master_members")
+    versions = {name: delta_io.table_version(spark, _table(catalog, name)) for name in pinned}
     row = [
         (
             run_id,
@@ -218,6 +244,7 @@ def save(
             settings_hash(settings),
             model.to_json(),
             json.dumps(versions),
+            seq,
         )
     ]
     delta_io.write_table(
@@ -225,3 +252,107 @@ def save(
         _table(catalog, "run_state"),
         overwrite_schema=True,
     )
+
+
+# --- runs: planned, pinned, finished after a crash -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run as recorded before its first write (see the module docstring)."""
+
+    run_id: str
+    seq: int
+    mode: str
+    inputs: dict[str, int]  # input table (layer.name) → the Delta version the run reads
+    started_at: dt.datetime
+
+    def version_of(self, ref: TableRef) -> int | None:
+        return self.inputs.get(ref.qualified_name)
+
+
+def _last_state_row(spark: SparkSession, catalog: TableCatalog):
+    ref = _table(catalog, "run_state")
+    if not delta_io.table_exists(spark, ref):
+        return None, ref
+    return delta_io.read_table(spark, ref).first(), ref
+
+
+def committed_seq(spark: SparkSession, catalog: TableCatalog) -> int:
+    """Sequence number of the last committed run (0 before the first one)."""
+    row, ref = _last_state_row(spark, catalog)
+    if row is None:
+        return 0
+    seq = row.asDict().get("seq")
+    if seq is not None:
+        return int(seq)
+    return delta_io.table_version(spark, ref)  # a state written before runs were numbered
+
+
+def _pending_row(spark: SparkSession, catalog: TableCatalog):
+    ref = _table(catalog, "pending_run")
+    return delta_io.read_table(spark, ref).first() if delta_io.table_exists(spark, ref) else None
+
+
+def interrupted_run(
+    spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings
+) -> PlannedRun | None:
+    """The run that started after the last committed one and never committed (it crashed),
+    when it can still be finished as planned (the settings are the same); else None."""
+    row = _pending_row(spark, catalog)
+    if row is None or row["seq"] <= committed_seq(spark, catalog):
+        return None
+    if row["settings_hash"] != settings_hash(settings):
+        return None
+    inputs = json.loads(row["inputs"])
+    return PlannedRun(row["run_id"], int(row["seq"]), row["mode"], inputs, row["started_at"])
+
+
+def plan_run(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    run_id: str,
+    mode: str,
+    inputs: list[TableRef],
+    appended: list[TableRef],
+) -> PlannedRun:
+    """Record a new run before it writes anything: its sequence number and the versions of
+    ``inputs`` it will read. An interrupted run that cannot be finished (other settings) is
+    withdrawn first: its rows are deleted from the ``appended`` tables."""
+    seq = committed_seq(spark, catalog) + 1
+    stale = _pending_row(spark, catalog)
+    if stale is not None and stale["seq"] >= seq:
+        withdraw_run(spark, appended, stale["run_id"])
+        seq = int(stale["seq"]) + 1  # its txn versions are used up
+    versions = {ref.qualified_name: delta_io.table_version(spark, ref) for ref in inputs}
+    planned = PlannedRun(run_id, seq, mode, versions, _utcnow())
+    row = [(run_id, seq, mode, settings_hash(settings), json.dumps(versions), planned.started_at)]
+    delta_io.write_table(
+        spark.createDataFrame(row, _PENDING_SCHEMA).coalesce(1),
+        _table(catalog, "pending_run"),
+        overwrite_schema=True,
+    )
+    return planned
+
+
+def withdraw_run(spark: SparkSession, tables: list[TableRef], run_id: str) -> None:
+    """Delete the rows of run ``run_id`` from ``tables`` (an abandoned run's appends)."""
+    for ref in tables:
+        if delta_io.table_exists(spark, ref):
+            delta_io.delete_rows(spark, ref, F.col("run_id") == run_id)
+
+
+def previous_members(spark: SparkSession, catalog: TableCatalog) -> DataFrame | None:
+    """``identity.master_members`` as the last committed run left it (the version pinned in
+    run_state), never as a crashed run may have overwritten it; None before the first run."""
+    row, _ = _last_state_row(spark, catalog)
+    ref = _table(catalog, "master_members")
+    if row is None or not delta_io.table_exists(spark, ref):
+        return None
+    version = json.loads(row["versions"]).get("master_members")  # absent in old states
+    return delta_io.read_table(spark, ref, version=version)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)

@@ -16,6 +16,13 @@ per-field evidence), ``identity.identifier_links`` (which identifiers linked whi
 ``identity.master_aliases``, ``identity.master_lineage``, ``identity.golden_records``,
 ``identity.noisy_identifiers``; ``ops.identity_metrics`` and ``ops.identity_models`` (one row per
 run, appended idempotently). Re-running on unchanged silver gives the same master IDs.
+
+Concurrency and crashes: a run holds the ``identity`` lock (:mod:`profilehouse.locks`) from
+start to end, so two runs never write each other's staging tables. Its inputs are pinned and
+its appends idempotent, and ``identity.run_state`` is its last write (:mod:`.run_state`): a run
+that crashed after any write is finished by the next run exactly as planned.
+:data:`WRITE_BOUNDARIES` names the writes in order; :func:`crash_after` is the test seam that
+stops a run right after one of them.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -33,7 +41,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from profilehouse import delta_io, fs
+from profilehouse import delta_io, fs, locks
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import SchemaError
@@ -77,6 +85,63 @@ def metrics_table(catalog: TableCatalog) -> TableRef:
     return catalog.table(Layer.OPS, "identity_metrics")
 
 
+# The writes of a full run, in order (an incremental run also stages changed_records,
+# rescored_pairs and dirty_records after record_identifiers; term_frequencies: full runs only).
+WRITE_BOUNDARIES = (
+    "pending_run",
+    "records",
+    "record_identifiers",
+    "scored_pairs",
+    "oversize_blocks",
+    "master_members",
+    "identifier_map",
+    "match_links",
+    "identifier_links",
+    "noisy_identifiers",
+    "golden_records",
+    "master_aliases",
+    "master_lineage",
+    "phase1_clusters",
+    "term_frequencies",
+    "identity_metrics",
+    "run_state",
+)
+_crash_after: set[str] = set()
+
+
+class InjectedCrashError(RuntimeError):
+    """Raised by the :func:`crash_after` test seam: the run 'died' right after a write."""
+
+
+@contextmanager
+def crash_after(boundary: str) -> Iterator[None]:
+    """Test seam: within the block, an identity run stops with :class:`InjectedCrashError`
+    right after the write ``boundary`` (one of :data:`WRITE_BOUNDARIES`) has committed, as if
+    the process had died there. Real writes, real Delta: nothing is mocked."""
+    if boundary not in (*WRITE_BOUNDARIES, "changed_records", "rescored_pairs", "dirty_records"):
+        raise ValueError(f"unknown write boundary {boundary!r} (known: {WRITE_BOUNDARIES})")
+    _crash_after.add(boundary)
+    try:
+        yield
+    finally:
+        _crash_after.discard(boundary)
+
+
+def _written(boundary: str) -> None:
+    """Called after each write of the stage: the :func:`crash_after` seam."""
+    if boundary in _crash_after:
+        raise InjectedCrashError(f"injected crash after writing {boundary}")
+
+
+def appended_tables(catalog: TableCatalog) -> list[TableRef]:
+    """The tables a run appends to (its rows carry its run_id)."""
+    return [
+        identity_table(catalog, "master_aliases"),
+        identity_table(catalog, "master_lineage"),
+        metrics_table(catalog),
+    ]
+
+
 @dataclass
 class IdentityResult:
     run_id: str
@@ -87,14 +152,27 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 
-def _silver(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame:
+def _silver_ref(spark: SparkSession, catalog: TableCatalog, name: str) -> TableRef:
     ref = catalog.table(Layer.SILVER, name)
     if not delta_io.table_exists(spark, ref):
         raise SchemaError(
             f"identity: conf/identity.yaml names source {name!r} but silver table "
             f"{ref.qualified_name} does not exist at {ref.location}; run the silver stage first"
         )
-    return delta_io.read_table(spark, ref)
+    return ref
+
+
+def input_tables(
+    spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings
+) -> list[TableRef]:
+    """The tables a run reads (each silver table of conf/identity.yaml, and the vault)."""
+    silver = [_silver_ref(spark, catalog, name) for name in settings.records]
+    return [*silver, vault_table(catalog)]
+
+
+def _pinned(spark: SparkSession, ref: TableRef, planned: run_state.PlannedRun | None) -> DataFrame:
+    version = planned.version_of(ref) if planned is not None else None
+    return delta_io.read_table(spark, ref, version=version)
 
 
 @dataclass
@@ -107,13 +185,17 @@ class IdentityInputs:
 
 
 def load_identity_inputs(
-    spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    planned: run_state.PlannedRun | None = None,
 ) -> IdentityInputs:
-    """Every source's identity records, identifiers and person attributes, from silver."""
+    """Every source's identity records, identifiers and person attributes, from silver (and
+    the vault) at the versions ``planned`` pinned (the latest when None)."""
     records, identifiers, persons, attributes, truths = [], [], [], [], []
-    vault = delta_io.read_table(spark, vault_table(catalog))
+    vault = _pinned(spark, vault_table(catalog), planned)
     for name, source in settings.records.items():
-        silver = _silver(spark, catalog, name)
+        silver = _pinned(spark, _silver_ref(spark, catalog, name), planned)
         records.append(record_list(silver, name, source))
         identifiers.append(identifier_values(silver, name, source, settings))
         if source.role == "person":
@@ -154,16 +236,18 @@ def _keyed(persons: DataFrame) -> DataFrame:
 
 
 def _previous_members(spark: SparkSession, catalog: TableCatalog) -> DataFrame | None:
-    ref = identity_table(catalog, "master_members")
-    if not delta_io.table_exists(spark, ref):
+    """The last committed run's members (pinned: not what a crashed run overwrote)."""
+    members = run_state.previous_members(spark, catalog)
+    if members is None:
         return None
-    return delta_io.read_table(spark, ref).select(F.col(RECORD_ID).alias("record_key"), "master_id")
+    return members.select(F.col(RECORD_ID).alias("record_key"), "master_id")
 
 
 def _staged(spark: SparkSession, catalog: TableCatalog, name: str, df: DataFrame) -> DataFrame:
     """Write ``df`` as ``identity.<name>`` (overwrite) and read it back (lineage cut)."""
     ref = identity_table(catalog, name)
     delta_io.write_table(df, ref, overwrite_schema=True)
+    _written(name)
     return delta_io.read_table(spark, ref)
 
 
@@ -311,15 +395,62 @@ def run_identity_stage(
     scores every pair with the model of the last full run; ``incremental`` re-scores and
     re-links only what changed since the last run (same result as ``rescore``); ``auto`` is
     incremental when it can be (see :func:`chosen_mode`), else full.
+
+    Holds the ``identity`` lock (``env.locks``; :class:`~profilehouse.locks.LockHeldError` when
+    another live run holds it). When the last run crashed before committing, this run finishes
+    it as planned (its run ID and mode, its pinned inputs) and returns that run's result; run
+    again for a new run over newer input.
     """
     if mode not in MODES:
         raise ValueError(f"identity mode must be one of {', '.join(MODES)}, got {mode!r}")
-    started = time.perf_counter()
     catalog = TableCatalog.for_environment(env)
-    settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
+    with locks.hold(spark, catalog, "identity", env.locks, run_id):
+        return _resolve(spark, catalog, conf_dir, run_id, truth_uri, progress, mode)
+
+
+def _planned_run(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    run_id: str,
+    mode: str,
+    progress: Callable[[str], None],
+) -> tuple[run_state.PlannedRun, run_state.PreviousRun | None]:
+    """The interrupted run to finish, or a new run recorded with its pinned inputs; and the
+    state it starts from."""
+    interrupted = run_state.interrupted_run(spark, catalog, settings)
+    if interrupted is not None:
+        progress(
+            f"  identity: finishing run {interrupted.run_id} ({interrupted.mode}), which "
+            "stopped before it committed, on the inputs it started with"
+        )
+        _, before = chosen_mode(spark, catalog, settings, interrupted.mode, progress)
+        return interrupted, before
     mode, before = chosen_mode(spark, catalog, settings, mode, progress)
-    inputs = load_identity_inputs(spark, catalog, settings)
+    inputs = input_tables(spark, catalog, settings)
+    planned = run_state.plan_run(
+        spark, catalog, settings, run_id, mode, inputs, appended_tables(catalog)
+    )
+    _written("pending_run")
+    return planned, before
+
+
+def _resolve(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    conf_dir: Path | None,
+    run_id: str,
+    truth_uri: str | None,
+    progress: Callable[[str], None],
+    mode: str,
+) -> IdentityResult:
+    """The identity stage proper (see :func:`run_identity_stage`), under the lock."""
+    started = time.perf_counter()
+    settings = load_identity_settings(conf_dir)
+    planned, before = _planned_run(spark, catalog, settings, run_id, mode, progress)
+    run_id, mode = planned.run_id, planned.mode
+    inputs = load_identity_inputs(spark, catalog, settings, planned)
     # records without any identifier (an anonymous receipt) are nobody's: not identity records
     records = inputs.records.join(inputs.fingerprints, RECORD_ID).join(
         inputs.identifiers.select(RECORD_ID).distinct(), RECORD_ID, "left_semi"
@@ -371,10 +502,13 @@ def run_identity_stage(
     figures |= _linkage_figures(members, persons, candidates, matches, oversize, model)
     steps["clustering"] = time.perf_counter() - mark  # the clusters are checkpointed: computed
     mark = time.perf_counter()
-    _write_outputs(spark, catalog, members, scored, matches, clustering, assignment, golden)
+    _write_outputs(
+        spark, catalog, members, scored, matches, clustering, assignment, golden, planned
+    )
     delta_io.write_table(
         clustering.phase1, identity_table(catalog, "phase1_clusters"), overwrite_schema=True
     )
+    _written("phase1_clusters")
     steps["ids_golden_and_writes"] = time.perf_counter() - mark
     mark = time.perf_counter()
     report = _quality_report(
@@ -384,25 +518,43 @@ def run_identity_stage(
     progress(quality.format_report(report))
     if before is None:  # the frequencies the new model was trained with
         run_state.write_term_frequencies(spark, catalog, link.frequencies, keyed, settings)
-    run_state.save(
-        spark,
-        catalog,
-        settings,
-        run_id,
-        mode,
-        model,
-        trained_in=before.trained_in if before is not None else run_id,
-        trained_at=before.trained_at if before is not None else _now(),
-    )
+        _written("term_frequencies")
     steps["quality_and_state"] = time.perf_counter() - mark
     figures["seconds_by_step"] = {k: round(v, 1) for k, v in steps.items()}
     figures["seconds"] = round(time.perf_counter() - started, 2)
-    _append_metrics(spark, catalog, run_id, figures, model.to_json())
+    _commit_run(spark, catalog, settings, planned, figures, model, before)
     for df in (persons, members):
         df.unpersist()
     clustering.unpersist()
     assignment.unpersist()
     return IdentityResult(run_id, figures)
+
+
+def _commit_run(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    planned: run_state.PlannedRun,
+    figures: dict,
+    model: linker.FellegiSunterModel,
+    before: run_state.PreviousRun | None,
+) -> None:
+    """Append the run's metrics, then write run_state: the commit that makes this run the one
+    the next run starts from (nothing is written after it)."""
+    _append_metrics(spark, catalog, planned.run_id, figures, model.to_json(), planned.seq)
+    _written("identity_metrics")
+    run_state.save(
+        spark,
+        catalog,
+        settings,
+        planned.run_id,
+        planned.mode,
+        model,
+        trained_in=before.trained_in if before is not None else planned.run_id,
+        trained_at=before.trained_at if before is not None else planned.started_at,
+        seq=planned.seq,
+    )
+    _written("run_state")
 
 
 def _linkage_figures(
@@ -461,11 +613,19 @@ def _write_outputs(
     clustering,
     assignment,
     golden: DataFrame,
+    planned: run_state.PlannedRun,
 ) -> None:
-    """Overwrite the current-state tables; append aliases and lineage."""
+    """Overwrite the current-state tables; append aliases and lineage (once per planned run:
+    finishing an interrupted run never appends them twice)."""
 
     def overwrite(name: str, df: DataFrame) -> None:
         delta_io.write_table(df, identity_table(catalog, name), overwrite_schema=True)
+        _written(name)
+
+    def append(name: str, df: DataFrame) -> None:
+        options = _once_per_run(name, planned.run_id, planned.seq)
+        delta_io.write_table(df, identity_table(catalog, name), mode="append", options=options)
+        _written(name)
 
     overwrite("master_members", members)
     identifier_map = (
@@ -496,12 +656,15 @@ def _write_outputs(
     overwrite("identifier_links", clustering.evidence)
     overwrite("noisy_identifiers", clustering.noise)
     overwrite("golden_records", golden)
-    delta_io.write_table(
-        assignment.aliases, identity_table(catalog, "master_aliases"), mode="append"
-    )
-    delta_io.write_table(
-        assignment.lineage, identity_table(catalog, "master_lineage"), mode="append"
-    )
+    append("master_aliases", assignment.aliases)
+    append("master_lineage", assignment.lineage)
+
+
+def _once_per_run(table: str, run_id: str, seq: int) -> dict[str, str]:
+    """Writer options appending a run's rows to ``table`` once: the retry of an interrupted
+    run has its run ID and seq and is skipped. Keyed by run ID too, so that a warehouse whose
+    identity tables were rebuilt (seq counting from 1 again) never skips a new run's rows."""
+    return delta_io.idempotent_options(f"identity:{table}:{run_id}", seq)
 
 
 _METRICS_SCHEMA = T.StructType(
@@ -515,11 +678,13 @@ _METRICS_SCHEMA = T.StructType(
 
 
 def _append_metrics(
-    spark: SparkSession, catalog: TableCatalog, run_id: str, figures: dict, model: str
+    spark: SparkSession, catalog: TableCatalog, run_id: str, figures: dict, model: str, seq: int
 ) -> None:
+    """One row for the run, appended once even when an interrupted run is finished."""
     row = [(run_id, _now(), json.dumps(figures, default=str), model)]
     delta_io.write_table(
         spark.createDataFrame(row, _METRICS_SCHEMA).coalesce(1),
         metrics_table(catalog),
         mode="append",
+        options=_once_per_run("identity_metrics", run_id, seq),
     )

@@ -44,16 +44,19 @@ likely encoding (:mod:`profilehouse.ingest.encodings`), never with replacement c
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from profilehouse import delta_io
+from profilehouse import delta_io, locks
 from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.config import LockSettings
 from profilehouse.errors import ProfilehouseError, SchemaError
 from profilehouse.ingest.encodings import allow_java_charsets, is_utf8, validate_text_encoding
 from profilehouse.ingest.landing import (
@@ -661,6 +664,94 @@ def _log_duplicates(
         )
 
 
+class _LoadIdTakenError(ProfilehouseError):
+    """Another run claimed the load ID this run picked (its file log was stale)."""
+
+
+def _claim_load_id(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    source: str,
+    files: list[LandingFile],
+    log: list[_LoggedFile],
+    hashes: dict[str, str] | None = None,
+) -> tuple[int, dt.datetime]:
+    """Log ``files`` as pending under the next load ID and make sure this run owns that ID.
+
+    The pending append is idempotent on (source, load ID): when another run has claimed the ID
+    first, Delta skips this append (two concurrent ones conflict, and the retry is skipped).
+    So the claim is read back: this run owns the ID only if the pending entries logged under it
+    are exactly its files at its time. Otherwise :class:`_LoadIdTakenError` is raised before
+    anything else is written, and the caller starts over from a fresh file log. (Were the same
+    files claimed under the same ID by two runs in the same second, both would finish the one
+    load: its txn-tagged commits land once.)
+    """
+    load_id = max((e.load_id for e in log), default=0) + 1
+    ingested_at = _now()
+    _append_file_log(spark, catalog, source, files, load_id, PENDING, ingested_at, hashes=hashes)
+    claimed = _pending_claim(spark, catalog, source, load_id)
+    if claimed != {(f.path, ingested_at) for f in files}:
+        raise _LoadIdTakenError(
+            f"{source}: load ID {load_id} was claimed by another run for other files"
+        )
+    return load_id, ingested_at
+
+
+def _pending_claim(
+    spark: SparkSession, catalog: TableCatalog, source: str, load_id: int
+) -> set[tuple[str, dt.datetime]]:
+    """(path, logged_at) of the files logged as pending under ``load_id`` of ``source``."""
+    rows = (
+        delta_io.read_table(spark, file_log_table(catalog))
+        .where(
+            (F.col("source") == source)
+            & (F.col("load_id") == load_id)
+            & (F.col("status") == PENDING)
+        )
+        .select("file_path", "logged_at")
+        .collect()
+    )
+    return {(r["file_path"], r["logged_at"]) for r in rows}
+
+
+_CLAIM_ATTEMPTS = 5
+
+
+def _one_run_per_source(load: Callable[..., BronzeLoad]) -> Callable[..., BronzeLoad]:
+    """Run ``load`` holding the source's ``bronze:<source>`` lock, from a fresh file log again
+    when its load-ID claim was lost (see :func:`_claim_load_id`).
+
+    The lock makes one run at a time read the log, claim a load ID, write and mark files
+    loaded; the claim check keeps that correct even if the lock is bypassed (a lease that
+    expired under a stalled run). Takes ``lock_settings`` (:class:`LockSettings`) besides
+    ``load``'s own arguments.
+    """
+
+    @functools.wraps(load)
+    def locked(
+        spark: SparkSession,
+        catalog: TableCatalog,
+        spec: SourceSpec,
+        landing_root: str,
+        log: list[_LoggedFile] | None = None,
+        *,
+        lock_settings: LockSettings | None = None,
+        **kwargs: object,
+    ) -> BronzeLoad:
+        with locks.hold(spark, catalog, f"bronze:{spec.name}", lock_settings):
+            for attempt in range(1, _CLAIM_ATTEMPTS + 1):
+                try:
+                    return load(spark, catalog, spec, landing_root, log, **kwargs)
+                except _LoadIdTakenError:
+                    if attempt == _CLAIM_ATTEMPTS:
+                        raise
+                    log = None  # another run loaded files meanwhile: read the log afresh
+        raise AssertionError("unreachable")
+
+    return locked
+
+
+@_one_run_per_source
 def load_bronze_source(
     spark: SparkSession,
     catalog: TableCatalog,
@@ -674,6 +765,9 @@ def load_bronze_source(
     the caller has read them already (:func:`file_log_by_source`). Raises :class:`SchemaError`
     for a missing landing folder or a bad file (naming it), and :class:`ProfilehouseError` when
     a file that was loaded before has changed since (corrections must arrive as new files).
+
+    Holds the source's ``bronze:<source>`` lock throughout (keyword ``lock_settings``: lease
+    and wait; :class:`~profilehouse.locks.LockHeldError` when another live run holds it).
     """
     started = time.perf_counter()
     result = BronzeLoad(spec.name)
@@ -704,13 +798,9 @@ def load_bronze_source(
     new, duplicates, hashes = _set_aside_duplicates(spark, unlogged, log, listed)
     result.duplicates = duplicates
     if new or duplicates:
-        load_id = max((e.load_id for e in log), default=0) + 1
-        ingested_at = _now()
+        load_id, ingested_at = _claim_load_id(spark, catalog, spec.name, new, log, hashes)
         _log_duplicates(spark, catalog, spec.name, unlogged, duplicates, hashes, load_id)
     if new:
-        _append_file_log(
-            spark, catalog, spec.name, new, load_id, PENDING, ingested_at, hashes=hashes
-        )
         _finish_load(spark, catalog, spec, new, load_id, ingested_at, result)
     result.seconds = round(time.perf_counter() - started, 2)
     return result

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from pyspark.sql import SparkSession
 
+from profilehouse import locks
 from profilehouse.catalog import TableCatalog
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import ConfigError
@@ -20,7 +21,6 @@ from profilehouse.ingest.silver import (
     RejectRateError,
     SilverLoad,
     load_silver_source,
-    pending_loads_by_source,
 )
 from profilehouse.ingest.source_config import SourceSpec, load_sources
 from profilehouse.privacy.tokens import load_token_key
@@ -88,12 +88,15 @@ def run_bronze_stage(
     sources: list[SourceSpec],
     progress: Callable[[str], None] = print,
 ) -> list[BronzeLoad]:
-    """Load each source's new landing files into bronze (``env.ingest_parallelism`` at once)."""
+    """Load each source's new landing files into bronze (``env.ingest_parallelism`` at once),
+    each holding its ``bronze:<source>`` lock (``env.locks``)."""
     catalog = TableCatalog.for_environment(env)
     logs = file_log_by_source(spark, catalog)
 
     def load(spec: SourceSpec) -> BronzeLoad:
-        result = load_bronze_source(spark, catalog, spec, env.landing_uri, logs.get(spec.name, []))
+        result = load_bronze_source(
+            spark, catalog, spec, env.landing_uri, logs.get(spec.name, []), lock_settings=env.locks
+        )
         resumed = result.resumed_pending
         progress(
             f"  bronze {spec.name}: {result.files} new file(s), {result.rows:,} rows"
@@ -112,17 +115,20 @@ def run_silver_stage(
     sources: list[SourceSpec],
     progress: Callable[[str], None] = print,
 ) -> list[SilverLoad]:
-    """Process each source's new bronze loads into silver (``env.ingest_parallelism`` at once).
+    """Process each source's new bronze loads into silver (``env.ingest_parallelism`` at once),
+    each holding its ``silver:<source>`` lock (``env.locks``).
 
     A source whose reject rate exceeds its threshold does not stop the others; the stage raises
     :class:`RejectRateError` listing all such sources at the end.
     """
     catalog = TableCatalog.for_environment(env)
     key = load_token_key()
-    pending = pending_loads_by_source(spark, catalog)
 
     def load(spec: SourceSpec) -> SilverLoad:
-        result = load_silver_source(spark, catalog, spec, key, pending.get(spec.name, []))
+        # one run per source at a time; its pending loads are read under the lock (a run that
+        # held it before may have processed some)
+        with locks.hold(spark, catalog, f"silver:{spec.name}", env.locks):
+            result = load_silver_source(spark, catalog, spec, key)
         progress(
             f"  silver {spec.name}: {result.rows_in:,} in, {result.accepted:,} accepted, "
             f"{result.quarantined:,} quarantined"

@@ -1,0 +1,295 @@
+"""Per-stage locks: one run at a time per source and stage, never stuck after a crash.
+
+Lock names: ``bronze:<source>``, ``silver:<source>``, ``identity``. A lock has an owner (host,
+process ID, run ID, a random token), ``acquired_at`` and a lease (``expires_at``) that a
+heartbeat thread renews while the lock is held. A run that crashes stops renewing: once its
+lease has expired the next run takes the lock over. A live lock makes a second run wait (up to
+``wait_seconds``) and then fail with :class:`LockHeldError`, naming the lock, its owner, since
+when, and how to clear it.
+
+**Where the locks live, and why.** The lock store is one Delta table, ``ops.locks`` (one row
+per held lock, partitioned by lock name), changed only by MERGE / UPDATE / DELETE, never by a
+blind append. The primitives a Hadoop file system offers differ by store: HDFS and ABFS (with a
+hierarchical namespace) create a file atomically when it does not exist
+(``FileSystem.create(path, overwrite=false)``), the local file system's Hadoop client checks and
+then creates (not atomic between processes), and S3A has no create-if-absent (S3's conditional
+writes are only partly supported by Hadoop). A Delta table is the one store that behaves the
+same everywhere the warehouse can live: every change is a commit that Delta's optimistic
+concurrency checks against the commits made since it read. Two runs that both find a lock free
+(or expired) and both MERGE themselves in read the same partition; whichever commits second
+fails with a concurrent-modification conflict, reads the lock again and sees the winner.
+
+What is guaranteed where: exactly what Delta guarantees for concurrent writers on that store.
+On HDFS, ABFS, GCS and the local file system (one machine) at most one run holds a lock. On S3,
+Delta's commits are mutually exclusive within one driver, and across drivers only with a
+``LogStore`` that provides it (``S3DynamoDBLogStore``) — which a warehouse written by more than
+one cluster needs for every table anyway. Leases compare wall-clock times of the hosts involved:
+clocks must agree to well within a lease (NTP does that). A holder whose lease could not be
+renewed (e.g. the driver stalled for longer than a lease) loses the lock to the next run;
+:meth:`Lock.ensure_held` tells it so, and the stages are safe against that too (bronze verifies
+its load-ID claim in the file log; identity appends are idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from profilehouse import delta_io
+from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.config import LockSettings
+from profilehouse.errors import ProfilehouseError
+
+log = logging.getLogger(__name__)
+
+LOCK_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType(), False),
+        T.StructField("token", T.StringType(), False),
+        T.StructField("host", T.StringType(), False),
+        T.StructField("pid", T.LongType(), False),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("acquired_at", T.TimestampType(), False),
+        T.StructField("expires_at", T.TimestampType(), False),
+    ]
+)
+_CREATE_GUARD = threading.Lock()  # threads of one driver create the lock table one at a time
+
+
+class LockHeldError(ProfilehouseError):
+    """Another live run holds the lock this run needs."""
+
+
+class LockLostError(ProfilehouseError):
+    """This run's lease expired and another run took its lock over."""
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a lock, since when and until when (without renewal)."""
+
+    name: str
+    token: str
+    host: str
+    pid: int
+    run_id: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id} (host {self.host}, pid {self.pid}) since "
+            f"{self.acquired_at:%Y-%m-%d %H:%M:%S} UTC, lease until {self.expires_at:%H:%M:%S} UTC"
+        )
+
+
+def locks_table(catalog: TableCatalog) -> TableRef:
+    return catalog.table(Layer.OPS, "locks")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _ensure_table(spark: SparkSession, ref: TableRef) -> None:
+    """Create the lock table when absent (a creation race is a conflict: retried)."""
+    with _CREATE_GUARD:
+        if delta_io.table_exists(spark, ref):
+            return
+        delta_io.retry_on_conflict(
+            lambda: (
+                DeltaTable.createIfNotExists(spark)
+                .location(ref.location)
+                .addColumns(LOCK_SCHEMA)
+                .partitionedBy("name")
+                .execute()
+            )
+        )
+
+
+def current_owner(spark: SparkSession, catalog: TableCatalog, name: str) -> LockOwner | None:
+    """Who holds lock ``name`` now (its row, expired or not), or None when nobody does."""
+    ref = locks_table(catalog)
+    if not delta_io.table_exists(spark, ref):
+        return None
+    row = delta_io.read_table(spark, ref).where(F.col("name") == name).first()
+    return None if row is None else LockOwner(**row.asDict())
+
+
+def clear_lock(spark: SparkSession, catalog: TableCatalog, name: str) -> LockOwner | None:
+    """Remove lock ``name`` whoever holds it (for a run known to be dead); returns the owner
+    it had. The dead run's lease expiring does the same without anybody's help."""
+    owner = current_owner(spark, catalog, name)
+    if owner is not None:
+        table = DeltaTable.forPath(spark, locks_table(catalog).location)
+        condition = (F.col("name") == name) & (F.col("token") == owner.token)
+        delta_io.retry_on_conflict(lambda: table.delete(condition))
+    return owner
+
+
+class Lock:
+    """A lock held by this run (see :func:`hold`); renewed by a heartbeat thread."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        catalog: TableCatalog,
+        name: str,
+        settings: LockSettings,
+        run_id: str | None = None,
+    ) -> None:
+        self.spark, self.name, self.settings = spark, name, settings
+        self.ref = locks_table(catalog)
+        self.catalog = catalog
+        self.token = uuid.uuid4().hex
+        self.run_id = run_id or self.token[:12]
+        self.lost = False
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # --- acquiring ---------------------------------------------------------------------------
+
+    def acquire(self) -> Lock:
+        """Take the lock, waiting up to ``wait_seconds`` while a live run holds it.
+
+        Raises :class:`LockHeldError` naming the owner when the wait ends first.
+        """
+        _ensure_table(self.spark, self.ref)
+        deadline = time.monotonic() + self.settings.wait_seconds
+        while True:
+            self._try_take()
+            owner = current_owner(self.spark, self.catalog, self.name)
+            if owner is not None and owner.token == self.token:
+                log.info("lock %s: acquired by run %s", self.name, self.run_id)
+                self._start_heartbeat()
+                return self
+            if owner is None:  # released between our MERGE and the read: try again now
+                continue
+            if time.monotonic() >= deadline:
+                raise LockHeldError(self._held_message(owner))
+            time.sleep(min(self.settings.poll_seconds, max(deadline - time.monotonic(), 0.1)))
+
+    def _try_take(self) -> None:
+        """MERGE this run in as owner when the lock is free or its lease has expired.
+
+        Two runs doing this at once read the same partition: the second to commit conflicts
+        and does nothing (the caller then reads who won)."""
+        now = _now()
+        row = (
+            self.name,
+            self.token,
+            socket.gethostname(),
+            os.getpid(),
+            self.run_id,
+            now,
+            now + dt.timedelta(seconds=self.settings.lease_seconds),
+        )
+        mine = self.spark.createDataFrame([row], LOCK_SCHEMA)
+        condition = f"t.name = '{_sql_literal(self.name)}' AND t.name = s.name"
+        try:
+            (
+                DeltaTable.forPath(self.spark, self.ref.location)
+                .alias("t")
+                .merge(mine.alias("s"), condition)
+                .whenMatchedUpdateAll(condition="t.expires_at <= s.acquired_at")
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        except Exception as exc:
+            if not delta_io.is_conflict(exc):
+                raise
+
+    def _held_message(self, owner: LockOwner) -> str:
+        waited = f" (waited {self.settings.wait_seconds} s)" if self.settings.wait_seconds else ""
+        return (
+            f"lock {self.name} is held by {owner.describe()}{waited}; let that run finish, or if "
+            f"it is dead wait for its lease to expire (then the next run takes the lock over) "
+            f"or clear it now: python jobs/clear_lock.py --env <env> {self.name} --clear"
+        )
+
+    # --- holding -----------------------------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        self._heartbeat = threading.Thread(
+            target=self._renew_until_released, name=f"lock-heartbeat {self.name}", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _renew_until_released(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                self.renew()
+            except Exception:  # a failed renewal is retried next beat; the lease has slack
+                log.warning("lock %s: renewing the lease failed", self.name, exc_info=True)
+
+    def renew(self) -> None:
+        """Extend the lease by ``lease_seconds`` from now; marks the lock lost when another
+        run has taken it over."""
+        expires = F.lit(_now() + dt.timedelta(seconds=self.settings.lease_seconds))
+        table = DeltaTable.forPath(self.spark, self.ref.location)
+        mine = (F.col("name") == self.name) & (F.col("token") == self.token)
+        delta_io.retry_on_conflict(lambda: table.update(mine, {"expires_at": expires}))
+        owner = current_owner(self.spark, self.catalog, self.name)
+        if owner is None or owner.token != self.token:
+            self.lost = True
+            log.error("lock %s: lost (the lease expired and another run took over)", self.name)
+
+    def ensure_held(self) -> None:
+        """Raise :class:`LockLostError` when the heartbeat found the lock taken over."""
+        if self.lost:
+            raise LockLostError(
+                f"lock {self.name}: this run's lease expired and another run took the lock "
+                f"over; stop and re-run (raise locks.lease_seconds if runs stall that long)"
+            )
+
+    # --- releasing ---------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Stop renewing and remove the lock row if it is still this run's."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        table = DeltaTable.forPath(self.spark, self.ref.location)
+        mine = (F.col("name") == self.name) & (F.col("token") == self.token)
+        delta_io.retry_on_conflict(lambda: table.delete(mine))
+
+
+def _sql_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+@contextmanager
+def hold(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    name: str,
+    settings: LockSettings | None = None,
+    run_id: str | None = None,
+) -> Iterator[Lock]:
+    """Hold lock ``name`` for the ``with`` block (released in ``finally``, even on errors).
+
+    Raises :class:`LockHeldError` when another live run holds it beyond the wait.
+    """
+    lock = Lock(spark, catalog, name, settings or LockSettings(), run_id).acquire()
+    try:
+        yield lock
+    finally:
+        try:
+            lock.release()
+        except Exception:  # never hide the block's own error; the lease frees the lock
+            log.warning(
+                "lock %s: release failed; it frees when its lease ends", name, exc_info=True
+            )
