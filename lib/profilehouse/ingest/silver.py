@@ -45,7 +45,7 @@ from profilehouse.ingest.validate import (
     protected_frame,
     validated_frame,
 )
-from profilehouse.privacy.tokens import token_key_frame
+from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER, token_key_frame
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 META_COLUMNS = ("_batch", "_load_id", "_source_file", "_row_hash", "_ingested_at")
@@ -325,7 +325,7 @@ def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
     """Distinct (kind, token, normalised value) of the PII in ``protected``; None when none."""
     parts = [
         protected.select(
-            F.expr(col.pii_kind_sql()).alias("kind"),
+            F.col(f"__pii_kind_{name}").alias("kind"),
             F.col(f"{name}_token").alias("token"),
             F.col(f"__pii_{name}").alias("value"),
         )
@@ -442,12 +442,16 @@ def pending_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) ->
 def validated_load(
     spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, load_id: int, key: bytes
 ) -> DataFrame:
-    """The bronze rows of one load, validated and PII-protected (not yet deduplicated)."""
+    """The bronze rows of one load, validated and PII-protected (not yet deduplicated).
+
+    The token key's columns are dropped in the same projection that computes the tokens, so
+    no cached, spilled, shuffled or written row of the result holds them.
+    """
     bronze = delta_io.read_table(spark, bronze_table(catalog, spec)).where(
         F.col("_load_id") == load_id
     )
     keyed = bronze.crossJoin(F.broadcast(token_key_frame(spark, key)))
-    return protected_frame(validated_frame(keyed, spec), spec)
+    return protected_frame(validated_frame(keyed, spec), spec).drop(KEY_INNER, KEY_OUTER)
 
 
 def load_silver_load(
