@@ -38,6 +38,7 @@ from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import SchemaError
 from profilehouse.identity import linker, quality, run_state
+from profilehouse.identity.blocking import tokenised_block_keys
 from profilehouse.identity.golden import build_golden_records
 from profilehouse.identity.graph import (
     PreviousClusters,
@@ -64,6 +65,7 @@ from profilehouse.identity.records import (
 from profilehouse.identity.settings import IdentitySettings, load_identity_settings
 from profilehouse.identity.stable_ids import assign_master_ids
 from profilehouse.ingest.silver import vault_table
+from profilehouse.privacy.tokens import load_token_key, token_key_frame
 
 _LEVEL = StorageLevel.MEMORY_AND_DISK
 
@@ -103,12 +105,17 @@ class IdentityInputs:
     persons: DataFrame  # person records' attributes, vault values (in memory only) and tokens
     fingerprints: DataFrame  # record_id, fingerprint
     truths: DataFrame | None  # record_id, truth_source, truth_key
+    key_frame: DataFrame  # the PII token key (privacy.tokens.token_key_frame)
 
 
 def load_identity_inputs(
-    spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings
+    spark: SparkSession,
+    catalog: TableCatalog,
+    settings: IdentitySettings,
+    token_key: bytes | None = None,
 ) -> IdentityInputs:
-    """Every source's identity records, identifiers and person attributes, from silver."""
+    """Every source's identity records, identifiers and person attributes, from silver, and
+    the token key (``token_key``, default :func:`profilehouse.privacy.tokens.load_token_key`)."""
     records, identifiers, persons, attributes, truths = [], [], [], [], []
     vault = delta_io.read_table(spark, vault_table(catalog))
     for name, source in settings.records.items():
@@ -129,6 +136,7 @@ def load_identity_inputs(
         _union(persons),
         record_fingerprints(all_identifiers, _union(attributes)),
         _union(truths) if truths else None,
+        token_key_frame(spark, token_key or load_token_key()),
     )
 
 
@@ -192,6 +200,7 @@ def _link_persons(
     identifiers: DataFrame,
     keyed: DataFrame,
     mode: str,
+    key_frame: DataFrame,
 ) -> PersonLinks:
     """Train and score (full), score with the stored model (rescore), or re-score only what
     changed and find the dirty records (incremental)."""
@@ -226,6 +235,7 @@ def _link_persons(
         LinkageState(before.scored, before.oversize, model, frequencies),
         settings.linkage,
         _named_pairs(keyed),
+        key_frame,
         stage=lambda df: _staged(spark, catalog, "rescored_pairs", df),
     )
     noise = noisy_values(identifiers, settings).unionByName(
@@ -303,13 +313,16 @@ def run_identity_stage(
     truth_uri: str | None = None,
     progress: Callable[[str], None] = print,
     mode: str = "full",
+    token_key: bytes | None = None,
 ) -> IdentityResult:
     """Resolve every identity record to a master customer ID and write the identity tables.
 
     ``mode``: ``full`` trains the linkage model and scores every candidate pair; ``rescore``
     scores every pair with the model of the last full run; ``incremental`` re-scores and
     re-links only what changed since the last run (same result as ``rescore``); ``auto`` is
-    incremental when it can be (see :func:`chosen_mode`), else full.
+    incremental when it can be (see :func:`chosen_mode`), else full. ``token_key``: the PII
+    token key (default: :func:`profilehouse.privacy.tokens.load_token_key`), for the tokens of
+    stored block keys and of the ground truth's PII record keys.
     """
     if mode not in MODES:
         raise ValueError(f"identity mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -318,7 +331,7 @@ def run_identity_stage(
     settings = load_identity_settings(conf_dir)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
     mode, before = chosen_mode(spark, catalog, settings, mode, progress)
-    inputs = load_identity_inputs(spark, catalog, settings)
+    inputs = load_identity_inputs(spark, catalog, settings, token_key)
     # records without any identifier (an anonymous receipt) are nobody's: not identity records
     records = inputs.records.join(inputs.fingerprints, RECORD_ID).join(
         inputs.identifiers.select(RECORD_ID).distinct(), RECORD_ID, "left_semi"
@@ -329,11 +342,16 @@ def run_identity_stage(
     identifiers = _staged(spark, catalog, "record_identifiers", inputs.identifiers)
     persons = inputs.persons.persist(_LEVEL)  # holds vault values: memory only, never written
     keyed = _keyed(persons)
-    link = _link_persons(spark, catalog, settings, before, records, identifiers, keyed, mode)
+    link = _link_persons(
+        spark, catalog, settings, before, records, identifiers, keyed, mode, inputs.key_frame
+    )
     figures: dict = {"mode": mode, **link.figures}
     model = link.model
     scored = _staged(spark, catalog, "scored_pairs", link.scored)
-    oversize = _staged(spark, catalog, "oversize_blocks", link.oversize)
+    # blocks keep only tokens of their keys (a key is a name and a birth date)
+    oversize = _staged(
+        spark, catalog, "oversize_blocks", tokenised_block_keys(link.oversize, inputs.key_frame)
+    )
     steps = {"inputs_and_linkage": time.perf_counter() - started}
     candidates = scored.count() if link.candidates is None else link.candidates
     matches = scored.where(F.col("match_probability") >= settings.linkage.match_threshold)
@@ -444,6 +462,12 @@ def _quality_report(
         identifiers,
         persons.select(RECORD_ID),
         [k for k, spec in settings.identifiers.items() if spec.trust == "strong"],
+        truth_purposes={
+            s.truth.source: s.truth.tokenised_as
+            for s in settings.records.values()
+            if s.truth and s.truth.tokenised_as
+        },
+        key_frame=inputs.key_frame,
     )
 
 
