@@ -252,8 +252,28 @@ def _check_types_parse(files: list, spec: SourceSpec) -> None:
                 raise SchemaError(
                     f"{spec.name}: file {row['_source_file']}: column {spec.source_column(name)}"
                     f" (logical {name}): none of its {present} values parse as {col.type} "
-                    f"with {how}, e.g. {row[f'e{i}']!r}"
+                    f"with {how}; e.g. a value shaped {value_shape(row[f'e{i}'])!r} "
+                    "(9 = digit, a/A = letter, 字 = Chinese character)"
                 )
+
+
+def value_shape(value: object, limit: int = 40) -> str:
+    """The shape of a value for error messages, never the value: each digit becomes '9', each
+    letter 'a' or 'A', each Chinese character '字' (other characters are kept), at most
+    ``limit`` characters. Enough to see a date format ('99/99/9999'), nothing of a person."""
+    text = str(value)
+    shape = "".join(_char_shape(c) for c in text[:limit])
+    return shape + ("…" if len(text) > limit else "")
+
+
+def _char_shape(char: str) -> str:
+    if char.isdigit():
+        return "9"
+    if "\u3400" <= char <= "\u9fff":
+        return "字"
+    if char.isalpha():
+        return "A" if char.isupper() else "a"
+    return char
 
 
 def _check_reject_rate(spec: SourceSpec, load_id: int, figures: _LoadFigures) -> str | None:
