@@ -13,6 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from profilehouse import delta_io
+from profilehouse.identity.blocking import candidate_pairs, tokenised_block_keys
 from profilehouse.ingest.bronze import load_bronze_source
 from profilehouse.ingest.silver import (
     load_silver_source,
@@ -22,7 +23,7 @@ from profilehouse.ingest.silver import (
     vault_table,
 )
 from profilehouse.ingest.source_config import SourceSpec
-from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER
+from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER, token_key_frame
 from tests.ingest.conftest import Landing
 
 OPENID = "o" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n"  # 28 characters, the declared shape
@@ -176,3 +177,17 @@ def test_the_protected_load_holds_no_token_key_column(
     [load_id] = pending_load_ids(spark, landing.catalog, ACCOUNTS.name)
     frame = validated_load(spark, landing.catalog, ACCOUNTS, load_id, token_key)
     assert not {KEY_INNER, KEY_OUTER} & set(frame.columns)
+
+
+def test_skipped_blocks_are_stored_by_the_token_of_their_key(
+    spark: SparkSession, token_key: bytes
+) -> None:
+    """A block key is a name and a birth date: identity.oversize_blocks keeps only its HMAC."""
+    rows = [(i, "张伟", "1990-03-07") for i in range(3)] + [(9, "李娜", "1985-06-12")]
+    records = spark.createDataFrame(rows, "uid long, name string, birth string")
+    _pairs, oversize = candidate_pairs(records, [["name", "birth"]], max_block_size=2)
+    stored = tokenised_block_keys(oversize, token_key_frame(spark, token_key))
+    assert stored.columns == ["rule", "key", "records"]
+    [row] = stored.collect()
+    assert row["key"] == _hmac(token_key, "block_key", "张伟\u241f1990-03-07")
+    assert row["records"] == 3
