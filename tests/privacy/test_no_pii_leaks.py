@@ -32,6 +32,7 @@ from tests.ingest.conftest import CUSTOMER_HEADER, Landing, customers_spec
 SCANNED_LAYERS = (Layer.SILVER, Layer.IDENTITY, Layer.GOLD)
 _TOKEN = r"^(token:)?[0-9a-f]{64}$"
 _ID_IN_TEXT = r"([1-8][0-9]{16}[0-9Xx])"
+_PARTS = "[|:#\u241f]"  # separators of composite values (record IDs, namespaced identifiers)
 # candidates an ID mask may leave once birth date, gender and city are known, at the least
 MIN_ID_CANDIDATES = 1_000
 DISTRICTS_PER_CITY = 10  # region codes (6 digits) a known city leaves
@@ -166,8 +167,13 @@ def vault_values(spark: SparkSession, resolved_catalog: TableCatalog) -> DataFra
 
 
 def _leaks(df: DataFrame, vault_values: DataFrame) -> list[str]:
-    leaves = string_leaves(df).withColumn("comparable", comparable_expr(F.col("value")))
-    in_vault = leaves.join(F.broadcast(vault_values), "comparable").select(
+    leaves = string_leaves(df)
+    # a value and each part of a composite one (a record ID 'source|key', 'kind:value')
+    parts = F.array_distinct(F.concat(F.array("value"), F.split("value", _PARTS)))
+    compared = leaves.select("column", F.explode(parts).alias("part")).select(
+        "column", comparable_expr(F.col("part")).alias("comparable")
+    )
+    in_vault = compared.join(F.broadcast(vault_values), "comparable").select(
         "column", F.concat(F.lit("a vault "), F.col("kind"), F.lit(" value")).alias("what")
     )
     ids = leaves.where(resident_id_expr(F.col("value")).isNotNull()).select(
@@ -203,6 +209,7 @@ def test_the_scan_finds_what_it_looks_for(spark: SparkSession, vault_values: Dat
     leaks = _leaks(planted, vault_values)
     assert "mobile holds a vault mobile value" in leaks
     assert "nested.id holds a valid resident ID" in leaks
+    assert "record_id holds a vault mobile value" in leaks
     shapes = _id_mask_shapes(planted)
     assert [id_candidates(s) for _c, s in shapes] == [1]
 
