@@ -55,7 +55,7 @@ def tokenised_truth_keys(
     ground truth holds clear keys, silver and the identity records only tokens."""
     if key_frame is None:
         raise ValueError("tokenising the ground truth's record keys needs the token key frame")
-    purpose = F.element_at(
+    purpose = F.try_element_at(
         F.create_map(*[F.lit(x) for kv in purposes.items() for x in kv]), F.col("source")
     )
     token = hmac_token_from_keys(F.trim(F.col("record_key").cast("string")), purpose)
