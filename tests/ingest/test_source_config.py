@@ -96,12 +96,28 @@ def _minimal(**overrides: object) -> dict:
         (
             "unknown column key",
             {"columns": {"cust_no": {"required": True, "pii_kind": "name"}}},
-            "sources.bank_customers.columns.cust_no.pii_kind: unknown key (allowed: cross_check, epoch, formats, nullable, pii, pii_kinds, pii_when, required, source, standardize, type)",
+            "sources.bank_customers.columns.cust_no.pii_kind: unknown key (allowed: clear_when, cross_check, epoch, formats, nullable, pii, pii_kinds, pii_when, required, source, standardize, type)",
         ),
         (
             "unknown pii kind",
             {"columns": {"cust_no": {"required": True, "pii": "salary"}}},
             "sources.bank_customers.columns.cust_no.pii: Input should be",
+        ),
+        (
+            "clear_when without pii_when or pii_kinds",
+            {"columns": {"cust_no": {"required": True, "pii": "name", "clear_when": "true"}}},
+            "clear_when needs pii_when or pii_kinds",
+        ),
+        (
+            "a PII column as event time",
+            {
+                "columns": {
+                    "cust_no": {"required": True},
+                    "seen": {"type": "date", "pii": "birth_date"},
+                },
+                "event_time": "seen",
+            },
+            "event_time 'seen' is a PII column (silver holds only its token): use a clear column",
         ),
         (
             "two columns one export column",

@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER, hmac_token_from_keys
+
 UID, DATASET = "uid", "dataset"
+BLOCK_KEY_PURPOSE = "block_key"
 
 
 def _key_expr(rule: Sequence[str]) -> Column:
@@ -47,6 +50,21 @@ def oversize_blocks(keys: DataFrame, max_block_size: int) -> DataFrame:
         keys.groupBy("rule", "key")
         .agg(F.count(F.lit(1)).alias("records"))
         .where(F.col("records") > max_block_size)
+    )
+
+
+def tokenised_block_keys(frame: DataFrame, key_frame: DataFrame) -> DataFrame:
+    """``frame`` with its ``key`` column replaced by the key's HMAC token (purpose 'block_key').
+
+    A block key is made of clear values (a name and a birth date); an unkeyed hash of it could
+    be reversed by hashing every name and date, so what is stored (``identity.oversize_blocks``)
+    and compared across runs is the token. ``key_frame``: see
+    :func:`profilehouse.privacy.tokens.token_key_frame`; its columns are dropped again.
+    """
+    return (
+        frame.crossJoin(F.broadcast(key_frame))
+        .withColumn("key", hmac_token_from_keys(F.col("key"), BLOCK_KEY_PURPOSE))
+        .drop(KEY_INNER, KEY_OUTER)
     )
 
 

@@ -26,7 +26,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from profilehouse.identity import linker
-from profilehouse.identity.blocking import UID, block_keys, oversize_blocks
+from profilehouse.identity.blocking import (
+    UID,
+    block_keys,
+    oversize_blocks,
+    tokenised_block_keys,
+)
 from profilehouse.identity.fellegi_sunter import FellegiSunterModel
 from profilehouse.identity.graph import node_id_expr
 from profilehouse.identity.records import RECORD_ID
@@ -94,22 +99,28 @@ def rescored_pairs(
     previous: LinkageState,
     settings: linker.LinkageSettings,
     name_pairs: Callable[[DataFrame], DataFrame],
+    key_frame: DataFrame,
     stage: Callable[[DataFrame], DataFrame] = lambda df: df,
 ) -> Rescoring:
     """Re-score the pairs of affected person records; keep the others' stored scores.
 
     ``keyed``: the person records now (with ``uid``); ``changed``: ``(record_id)``;
     ``name_pairs``: adds ``record_id_l/_r`` to scored ``uid`` pairs (as the stage stores them);
+    ``key_frame``: the token key (the stored oversize blocks hold tokens of their keys);
     ``stage``: stores the re-scored pairs and reads them back (so they are computed once).
+    The returned ``oversize`` holds clear keys, as :func:`linker.score_pairs` returns them.
     """
     prepared = linker.prepared_records(keyed, settings, previous.term_frequencies)
     keys = block_keys(prepared, settings.blocking, link_only=False)
     oversize = oversize_blocks(keys, settings.max_block_size)
-    now, before = oversize.select("rule", "key"), previous.oversize.select("rule", "key")
+    # the stored blocks hold tokens of their keys (see tokenised_block_keys)
+    now = tokenised_block_keys(oversize.select("rule", "key"), key_frame)
+    before = previous.oversize.select("rule", "key")
     flipped = now.exceptAll(before).unionByName(before.exceptAll(now))
+    stored_keys = tokenised_block_keys(keys.select(UID, "rule", "key"), key_frame)
     affected = (
         changed.select(node_id_expr(F.col(RECORD_ID)).alias(UID))
-        .unionByName(keys.join(flipped, ["rule", "key"], "left_semi").select(UID))
+        .unionByName(stored_keys.join(flipped, ["rule", "key"], "left_semi").select(UID))
         .distinct()
     )
     new, _ = linker.score_pairs(

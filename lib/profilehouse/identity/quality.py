@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from profilehouse.identity.records import RECORD_ID
+from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER, hmac_token_from_keys
 from profilehouse.truth import read_truth_records
 
 
@@ -45,6 +46,25 @@ def record_persons(truths: DataFrame, truth_records: DataFrame) -> DataFrame:
         counts.withColumn("n", F.row_number().over(top))
         .where("n = 1")
         .select(RECORD_ID, "person_id")
+    )
+
+
+def tokenised_truth_keys(
+    truth_records: DataFrame, purposes: dict[str, str], key_frame: DataFrame | None
+) -> DataFrame:
+    """``truth_records`` with the ``record_key`` of each source in ``purposes`` replaced by its
+    HMAC token under that purpose, as silver tokenised the key column (an account number): the
+    ground truth holds clear keys, silver and the identity records only tokens."""
+    if key_frame is None:
+        raise ValueError("tokenising the ground truth's record keys needs the token key frame")
+    purpose = F.try_element_at(
+        F.create_map(*[F.lit(x) for kv in purposes.items() for x in kv]), F.col("source")
+    )
+    token = hmac_token_from_keys(F.trim(F.col("record_key").cast("string")), purpose)
+    return (
+        truth_records.crossJoin(F.broadcast(key_frame))
+        .withColumn("record_key", F.when(purpose.isNotNull(), token).otherwise(F.col("record_key")))
+        .drop(KEY_INNER, KEY_OUTER)
     )
 
 
@@ -137,9 +157,18 @@ def evaluate(
     identifiers: DataFrame,
     persons: DataFrame,
     strong_kinds: list[str],
+    truth_purposes: dict[str, str] | None = None,
+    key_frame: DataFrame | None = None,
 ) -> dict:
-    """The quality report of one run (see the module docstring)."""
-    truth = record_persons(truths, read_truth_records(spark, truth_uri)).cache()
+    """The quality report of one run (see the module docstring).
+
+    ``truth_purposes``: truth source → token purpose, for sources keyed by a PII column (see
+    :func:`tokenised_truth_keys`); needs ``key_frame`` (the run's token key).
+    """
+    truth_records = read_truth_records(spark, truth_uri)
+    if truth_purposes:
+        truth_records = tokenised_truth_keys(truth_records, truth_purposes, key_frame)
+    truth = record_persons(truths, truth_records).cache()
     labelled = members.join(truth, RECORD_ID)
     # records whose only identifiers were noise (a receipt with just a till's default mobile)
     # carry no evidence of who they are: counted, not scored

@@ -41,6 +41,12 @@ class TruthMapping(StrictModel):
 
     source: str = Field(description="Ground-truth source name, e.g. bank.customers.")
     record_key: str = Field(description="Spark SQL over the silver row giving its truth key.")
+    tokenised_as: str | None = Field(
+        default=None,
+        description="When record_key is a PII key's token column (silver holds no clear value): "
+        "the token purpose (its PII kind); the report tokenises the truth file's clear keys "
+        "with the run's token key to match.",
+    )
 
 
 class RecordSource(StrictModel):

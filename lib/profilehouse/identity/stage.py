@@ -46,6 +46,7 @@ from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import SchemaError
 from profilehouse.identity import linker, quality, run_state
+from profilehouse.identity.blocking import tokenised_block_keys
 from profilehouse.identity.golden import build_golden_records
 from profilehouse.identity.graph import (
     PreviousClusters,
@@ -72,6 +73,7 @@ from profilehouse.identity.records import (
 from profilehouse.identity.settings import IdentitySettings, load_identity_settings
 from profilehouse.identity.stable_ids import assign_master_ids
 from profilehouse.ingest.silver import vault_table
+from profilehouse.privacy.tokens import load_token_key, token_key_frame
 from profilehouse.truth import records_dir
 
 _LEVEL = StorageLevel.MEMORY_AND_DISK
@@ -182,6 +184,7 @@ class IdentityInputs:
     persons: DataFrame  # person records' attributes, vault values (in memory only) and tokens
     fingerprints: DataFrame  # record_id, fingerprint
     truths: DataFrame | None  # record_id, truth_source, truth_key
+    key_frame: DataFrame  # the PII token key (privacy.tokens.token_key_frame)
 
 
 def load_identity_inputs(
@@ -189,9 +192,11 @@ def load_identity_inputs(
     catalog: TableCatalog,
     settings: IdentitySettings,
     planned: run_state.PlannedRun | None = None,
+    token_key: bytes | None = None,
 ) -> IdentityInputs:
     """Every source's identity records, identifiers and person attributes, from silver (and
-    the vault) at the versions ``planned`` pinned (the latest when None)."""
+    the vault) at the versions ``planned`` pinned (the latest when None), and the token key
+    (``token_key``, default :func:`profilehouse.privacy.tokens.load_token_key`)."""
     records, identifiers, persons, attributes, truths = [], [], [], [], []
     vault = _pinned(spark, vault_table(catalog), planned)
     for name, source in settings.records.items():
@@ -212,6 +217,7 @@ def load_identity_inputs(
         _union(persons),
         record_fingerprints(all_identifiers, _union(attributes)),
         _union(truths) if truths else None,
+        token_key_frame(spark, token_key or load_token_key()),
     )
 
 
@@ -277,6 +283,7 @@ def _link_persons(
     identifiers: DataFrame,
     keyed: DataFrame,
     mode: str,
+    key_frame: DataFrame,
 ) -> PersonLinks:
     """Train and score (full), score with the stored model (rescore), or re-score only what
     changed and find the dirty records (incremental)."""
@@ -311,6 +318,7 @@ def _link_persons(
         LinkageState(before.scored, before.oversize, model, frequencies),
         settings.linkage,
         _named_pairs(keyed),
+        key_frame,
         stage=lambda df: _staged(spark, catalog, "rescored_pairs", df),
     )
     noise = noisy_values(identifiers, settings).unionByName(
@@ -388,6 +396,7 @@ def run_identity_stage(
     truth_uri: str | None = None,
     progress: Callable[[str], None] = print,
     mode: str = "full",
+    token_key: bytes | None = None,
 ) -> IdentityResult:
     """Resolve every identity record to a master customer ID and write the identity tables.
 
@@ -400,13 +409,16 @@ def run_identity_stage(
     another live run holds it). When the last run crashed before committing, this run finishes
     it as planned (its run ID and mode, its pinned inputs) and returns that run's result; run
     again for a new run over newer input.
+
+    ``token_key``: the PII token key (default: :func:`profilehouse.privacy.tokens.load_token_key`),
+    for the tokens of stored block keys and of the ground truth's PII record keys.
     """
     if mode not in MODES:
         raise ValueError(f"identity mode must be one of {', '.join(MODES)}, got {mode!r}")
     catalog = TableCatalog.for_environment(env)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
     with locks.hold(spark, catalog, "identity", env.locks, run_id):
-        return _resolve(spark, catalog, conf_dir, run_id, truth_uri, progress, mode)
+        return _resolve(spark, catalog, conf_dir, run_id, truth_uri, progress, mode, token_key)
 
 
 def _planned_run(
@@ -444,13 +456,14 @@ def _resolve(
     truth_uri: str | None,
     progress: Callable[[str], None],
     mode: str,
+    token_key: bytes | None = None,
 ) -> IdentityResult:
     """The identity stage proper (see :func:`run_identity_stage`), under the lock."""
     started = time.perf_counter()
     settings = load_identity_settings(conf_dir)
     planned, before = _planned_run(spark, catalog, settings, run_id, mode, progress)
     run_id, mode = planned.run_id, planned.mode
-    inputs = load_identity_inputs(spark, catalog, settings, planned)
+    inputs = load_identity_inputs(spark, catalog, settings, planned, token_key)
     # records without any identifier (an anonymous receipt) are nobody's: not identity records
     records = inputs.records.join(inputs.fingerprints, RECORD_ID).join(
         inputs.identifiers.select(RECORD_ID).distinct(), RECORD_ID, "left_semi"
@@ -461,11 +474,16 @@ def _resolve(
     identifiers = _staged(spark, catalog, "record_identifiers", inputs.identifiers)
     persons = inputs.persons.persist(_LEVEL)  # holds vault values: memory only, never written
     keyed = _keyed(persons)
-    link = _link_persons(spark, catalog, settings, before, records, identifiers, keyed, mode)
+    link = _link_persons(
+        spark, catalog, settings, before, records, identifiers, keyed, mode, inputs.key_frame
+    )
     figures: dict = {"mode": mode, **link.figures}
     model = link.model
     scored = _staged(spark, catalog, "scored_pairs", link.scored)
-    oversize = _staged(spark, catalog, "oversize_blocks", link.oversize)
+    # blocks keep only tokens of their keys (a key is a name and a birth date)
+    oversize = _staged(
+        spark, catalog, "oversize_blocks", tokenised_block_keys(link.oversize, inputs.key_frame)
+    )
     steps = {"inputs_and_linkage": time.perf_counter() - started}
     candidates = scored.count() if link.candidates is None else link.candidates
     matches = scored.where(F.col("match_probability") >= settings.linkage.match_threshold)
@@ -601,6 +619,12 @@ def _quality_report(
         identifiers,
         persons.select(RECORD_ID),
         [k for k, spec in settings.identifiers.items() if spec.trust == "strong"],
+        truth_purposes={
+            s.truth.source: s.truth.tokenised_as
+            for s in settings.records.values()
+            if s.truth and s.truth.tokenised_as
+        },
+        key_frame=inputs.key_frame,
     )
 
 

@@ -56,7 +56,7 @@ from profilehouse.ingest.validate import (
     protected_frame,
     validated_frame,
 )
-from profilehouse.privacy.tokens import token_key_frame
+from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER, token_key_frame
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 META_COLUMNS = ("_batch", "_load_id", "_source_file", "_row_hash", "_ingested_at")
@@ -330,7 +330,8 @@ def _check_types_parse(files: list, spec: SourceSpec) -> None:
                 raise SchemaError(
                     f"{spec.name}: file {row['_source_file']}: column {spec.source_column(name)}"
                     f" (logical {name}): none of its {present} values parse as {col.type} "
-                    f"with {how}, e.g. {row[f'e{i}']!r}"
+                    f"with {how}; e.g. a value shaped {value_shape(row[f'e{i}'])!r} "
+                    "(9 = digit, a/A = letter, 字 = Chinese character)"
                 )
 
 
@@ -354,6 +355,25 @@ def _check_missing_columns(spec: SourceSpec, figures: _LoadFigures) -> None:
 def _export_name(spec: SourceSpec, logical: str) -> str:
     source = spec.source_column(logical)
     return source if source == logical else f"{source} (logical {logical})"
+
+
+def value_shape(value: object, limit: int = 40) -> str:
+    """The shape of a value for error messages, never the value: each digit becomes '9', each
+    letter 'a' or 'A', each Chinese character '字' (other characters are kept), at most
+    ``limit`` characters. Enough to see a date format ('99/99/9999'), nothing of a person."""
+    text = str(value)
+    shape = "".join(_char_shape(c) for c in text[:limit])
+    return shape + ("…" if len(text) > limit else "")
+
+
+def _char_shape(char: str) -> str:
+    if char.isdigit():
+        return "9"
+    if "\u3400" <= char <= "\u9fff":
+        return "字"
+    if char.isalpha():
+        return "A" if char.isupper() else "a"
+    return char
 
 
 def _check_reject_rate(spec: SourceSpec, load_id: int, figures: _LoadFigures) -> str | None:
@@ -467,7 +487,7 @@ def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
     """Distinct (kind, token, normalised value) of the PII in ``protected``; None when none."""
     parts = [
         protected.select(
-            F.expr(col.pii_kind_sql()).alias("kind"),
+            F.col(f"__pii_kind_{name}").alias("kind"),
             F.col(f"{name}_token").alias("token"),
             F.col(f"__pii_{name}").alias("value"),
         )
@@ -583,7 +603,11 @@ def pending_load_ids(spark: SparkSession, catalog: TableCatalog, source: str) ->
 def validated_load(
     spark: SparkSession, catalog: TableCatalog, spec: SourceSpec, load_id: int, key: bytes
 ) -> DataFrame:
-    """The bronze rows of one load, validated and PII-protected (not yet deduplicated)."""
+    """The bronze rows of one load, validated and PII-protected (not yet deduplicated).
+
+    The token key's columns are dropped in the same projection that computes the tokens, so
+    no cached, spilled, shuffled or written row of the result holds them.
+    """
     bronze = delta_io.read_table(spark, bronze_table(catalog, spec)).where(
         F.col("_load_id") == load_id
     )
@@ -593,7 +617,7 @@ def validated_load(
         F.coalesce(F.col(ABSENT), nothing_absent) if ABSENT in bronze.columns else nothing_absent,
     )
     keyed = bronze.crossJoin(F.broadcast(token_key_frame(spark, key)))
-    return protected_frame(validated_frame(keyed, spec), spec)
+    return protected_frame(validated_frame(keyed, spec), spec).drop(KEY_INNER, KEY_OUTER)
 
 
 def load_silver_load(

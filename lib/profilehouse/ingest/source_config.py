@@ -23,7 +23,19 @@ _DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
 _NESTED = re.compile(r"^(array|struct|map)<.+>$")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
-PiiKind = Literal["name", "mobile", "email", "id_no", "address", "birth_date", "openid", "device"]
+PiiKind = Literal[
+    "name",
+    "mobile",
+    "email",
+    "id_no",
+    "address",
+    "birth_date",
+    "openid",
+    "device",
+    "account_no",
+    "card_no",
+    "counterparty",
+]
 Standardizer = Literal["mobile", "email", "id_no", "name", "address", "gender"]
 
 
@@ -54,6 +66,12 @@ class ColumnSpec(StrictModel):
         description="For a column mixing identifiers: PII kind → Spark SQL condition of the rows "
         "holding that kind (first match wins); other rows keep their clear value.",
     )
+    clear_when: str | None = Field(
+        default=None,
+        description="For a pii_when / pii_kinds column: Spark SQL condition of the rows whose "
+        "value is not PII and stays in clear (default: NOT pii_when; none for pii_kinds). "
+        "A value in a row neither clear nor of a PII kind is tokenised as 'invalid'.",
+    )
     standardize: Standardizer | None = None
     cross_check: IdCrossCheck | None = None
 
@@ -66,8 +84,16 @@ class ColumnSpec(StrictModel):
         """PII in some rows only (``pii_when`` / ``pii_kinds``): the clear column stays."""
         return bool(self.pii_when or self.pii_kinds)
 
+    def clear_sql(self) -> str | None:
+        """SQL of the rows whose value is not PII and stays clear; None when no row is."""
+        if self.clear_when:
+            return self.clear_when
+        if self.pii_when:
+            return f"NOT ({self.pii_when})"
+        return None
+
     def pii_kind_sql(self) -> str:
-        """SQL of the row's PII kind (a token purpose); null in rows where the value is not PII."""
+        """SQL of the row's declared PII kind; null in rows that are of no declared kind."""
         if self.pii_kinds:
             cases = " ".join(
                 f"WHEN ({cond}) THEN '{kind}'" for kind, cond in self.pii_kinds.items()
@@ -101,6 +127,8 @@ class ColumnSpec(StrictModel):
             raise ValueError("pii_when needs pii")
         if self.pii_kinds and self.pii:
             raise ValueError("use either pii (+ pii_when) or pii_kinds, not both")
+        if self.clear_when and not (self.pii_when or self.pii_kinds):
+            raise ValueError("clear_when needs pii_when or pii_kinds")
         if self.cross_check and self.standardize != "id_no":
             raise ValueError("cross_check is only allowed with standardize: id_no")
         if self.standardize and self.type != "string":
@@ -204,6 +232,17 @@ class SourceSpec(StrictModel):
         dupe_rules = sorted({r for r in rule_names if rule_names.count(r) > 1})
         if dupe_rules:
             problems.append(f"duplicate rule names: {', '.join(dupe_rules)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _order_columns_not_pii(self) -> SourceSpec:
+        problems = [
+            f"{field} {value!r} is a PII column (silver holds only its token): use a clear column"
+            for field in ("order_by", "event_time")
+            if (value := getattr(self, field)) in self.columns and self.columns[value].is_pii
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

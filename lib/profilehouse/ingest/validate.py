@@ -13,7 +13,9 @@ identifiers and records why a row is rejected (``_errors``) or flagged (``_warni
 - ``rule:<name>``: a configured rule does not hold (its severity decides);
 - ``rescued_columns``: the row carried columns the config does not know (warning).
 
-:func:`protected_frame` then replaces every PII column by its token and masked value.
+:func:`protected_frame` then replaces every PII column by its token and masked value: every
+non-null value, invalid ones included (tokenised under the ``invalid`` purpose, masked without
+any character kept), so no value of a PII column reaches silver in clear.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ from profilehouse.ingest.bronze import CORRUPT, RESCUED
 from profilehouse.ingest.source_config import ColumnSpec, SourceSpec
 from profilehouse.privacy.tokens import (
     hmac_token_from_keys,
+    mask_account_no_expr,
     mask_address_expr,
+    mask_card_no_expr,
+    mask_counterparty_expr,
     mask_email_expr,
+    mask_generic_expr,
     mask_id_no_expr,
     mask_mobile_expr,
     mask_name_expr,
@@ -190,12 +196,15 @@ def _id_cross_checks(name: str, col: ColumnSpec, as_of: Column) -> list[tuple[Co
 
 # --- PII protection ------------------------------------------------------------------------------
 
+INVALID_PURPOSE = "invalid"
+
 
 def _birth_date_mask(value: Column) -> Column:
     return F.concat(F.substring(value.cast("string"), 1, 4), F.lit("-**-**"))
 
 
-# pii kind → masked display value; other kinds keep the first 4 and last 2 characters
+# pii kind → masked display value of a value that passed its kind's check; values that failed
+# it, and values a kind's mask cannot show, get the generic mask (no character kept)
 _MASKS: dict[str, Callable[[Column], Column]] = {
     "mobile": mask_mobile_expr,
     "email": mask_email_expr,
@@ -203,54 +212,83 @@ _MASKS: dict[str, Callable[[Column], Column]] = {
     "name": mask_name_expr,
     "address": mask_address_expr,
     "birth_date": _birth_date_mask,
+    "account_no": mask_account_no_expr,
+    "card_no": mask_card_no_expr,
+    "counterparty": mask_counterparty_expr,
 }
 
 
-def _mask_expr(value: Column, kind: str) -> Column:
+def _kind_mask_expr(value: Column, kind: str) -> Column:
     mask = _MASKS.get(kind)
     return mask(value) if mask else mask_middle_expr(value.cast("string"), 4, 2)
 
 
-def pii_value_expr(name: str, col: ColumnSpec) -> Column:
-    """The normalised PII value of column ``name`` that is tokenised (null when not PII here).
+def _checked_kinds(col: ColumnSpec) -> list[str]:
+    return list(col.pii_kinds) if col.pii_kinds else [col.pii or ""]
 
-    An invalid mobile has no token (there is no normal form to match on).
+
+def pii_purpose_expr(name: str, col: ColumnSpec) -> Column:
+    """The token purpose of column ``name``'s value in each row (null when null or clear).
+
+    The declared PII kind when the value passes the kind's check (``<col>_valid`` for mobile,
+    e-mail and resident ID); ``'invalid'`` when it fails it, or when a ``pii_kinds`` /
+    ``pii_when`` column's value is neither of a declared kind nor in a ``clear_when`` row (an
+    unusual openid). Invalid values are tokenised apart from valid ones, so identity never
+    links on garbage, yet no value of a PII column is ever kept in clear.
     """
-    value = F.col(name).cast("string")
-    if col.standardize == "mobile":
-        value = F.when(F.col(f"{name}_valid"), value)
-    if col.partly_pii:
-        value = F.when(F.expr(col.pii_kind_sql()).isNotNull(), value)
-    return value
+    kind = F.expr(col.pii_kind_sql())
+    if col.standardize in ("mobile", "email", "id_no"):
+        kind = F.when(F.col(f"{name}_valid"), kind)
+    clear = col.clear_sql()
+    purpose = F.when(F.col(name).isNull(), F.lit(None).cast("string")).when(kind.isNotNull(), kind)
+    if clear is not None:
+        purpose = purpose.when(F.coalesce(F.expr(clear), F.lit(False)), F.lit(None))
+    return purpose.otherwise(F.lit(INVALID_PURPOSE))
+
+
+def pii_value_expr(name: str, purpose: Column) -> Column:
+    """The value of column ``name`` that is tokenised: the standardised value when valid, the
+    trimmed value as received when not (null in clear rows)."""
+    return F.when(purpose.isNotNull(), F.col(name).cast("string"))
+
+
+def pii_mask_expr(value: Column, purpose: Column, col: ColumnSpec) -> Column:
+    """The masked display of ``value``: its kind's mask when valid, else the generic mask."""
+    masked = None
+    for kind in _checked_kinds(col):
+        masked = (F.when if masked is None else masked.when)(
+            purpose == kind, _kind_mask_expr(value, kind)
+        )
+    return F.coalesce(masked, mask_generic_expr(value))
 
 
 def protected_frame(validated: DataFrame, spec: SourceSpec) -> DataFrame:
     """``validated`` with each PII column replaced by ``<col>_token`` and ``<col>_masked``
-    (plus ``<col>_province``/``_city`` for addresses), and ``__pii_<col>`` holding the
-    normalised value for the vault (drop it before writing anywhere but the vault).
+    (plus ``<col>_province``/``_city`` for addresses), ``__pii_<col>`` holding the tokenised
+    value and ``__pii_kind_<col>`` its purpose, for the vault (drop both before writing
+    anywhere but the vault).
 
     Needs the key columns of :func:`profilehouse.privacy.tokens.token_key_frame` joined in.
-    A ``pii_when`` column keeps its clear value in rows where it is not PII.
+    A ``pii_when`` / ``pii_kinds`` column keeps its clear value only in rows where it is not PII.
     """
     pii_columns = {name: col for name, col in spec.columns.items() if col.is_pii}
-    # one projection computes each normalised value, the next derives token and mask from it
+    # one projection computes each purpose and value, the next derives token and mask from them
     # (so the normalisation is not repeated inside every expression that uses it)
-    normalised = validated.withColumns(
-        {f"__pii_{name}": pii_value_expr(name, col) for name, col in pii_columns.items()}
+    purposes = {f"__pii_kind_{n}": pii_purpose_expr(n, c) for n, c in pii_columns.items()}
+    normalised = validated.withColumns(purposes).withColumns(
+        {f"__pii_{n}": pii_value_expr(n, F.col(f"__pii_kind_{n}")) for n in pii_columns}
     )
     replaced: dict[str, Column] = {}
     drop = []
     for name, col in pii_columns.items():
-        pii = F.col(f"__pii_{name}")
-        replaced[f"{name}_token"] = hmac_token_from_keys(pii, F.expr(col.pii_kind_sql()))
-        replaced[f"{name}_masked"] = _mask_expr(
-            pii if col.standardize == "mobile" or col.partly_pii else F.col(name), col.pii or ""
-        )
+        pii, purpose = F.col(f"__pii_{name}"), F.col(f"__pii_kind_{name}")
+        replaced[f"{name}_token"] = hmac_token_from_keys(pii, purpose)
+        replaced[f"{name}_masked"] = pii_mask_expr(pii, purpose, col)
         if col.standardize == "address":
             replaced[f"{name}_province"] = std.province_expr(F.col(name))
             replaced[f"{name}_city"] = std.city_expr(F.col(name))
         if col.partly_pii:
-            replaced[name] = F.when(pii.isNull(), F.col(name))
+            replaced[name] = F.when(purpose.isNull(), F.col(name))
         else:
             drop.append(name)
     return normalised.withColumns(replaced).drop(*drop)

@@ -28,6 +28,7 @@ from profilehouse.ingest.standardize import (
     city_expr,
     email_normalized_expr,
     email_valid_expr,
+    halfwidth_expr,
     id_no_normalized_expr,
     mobile_e164_expr,
     name_normalized_expr,
@@ -155,12 +156,68 @@ def mask_email_expr(col: Column) -> Column:
 
 
 def mask_id_no_expr(col: Column) -> Column:
-    """First 6 + '********' + last 4 of an 18-character resident ID; null when not ID-shaped.
+    """'******************' (one '*' per character) for an 18-character resident ID; null when
+    not ID-shaped (the caller masks other values with :func:`mask_generic_expr`).
 
-    The check character and birth date are not validated: invalid IDs are masked too.
+    Why nothing is kept: an 18-digit ID is 6 digits of region + 8 of birth date + a 3-digit
+    sequence whose parity is the gender + a check character computed from the other 17. The
+    analyst zone holds the birth date, gender, city/province, masked address and branch in
+    clear, so every part but the region's district and the sequence is known, and the city
+    narrows the region to its ~10 district codes. Keeping the last 4 (sequence + check) would
+    leave ~10 candidates, of which the check character rejects ~10/11: the ID itself. Keeping
+    only the check character still leaves ~10 districts x 500 sequences / 11 = ~450 candidates,
+    but buys the analyst nothing; keeping the first 6 gives away the district. So the mask
+    keeps no character: the token (``<col>_token``) is what joins and recognises a record, and
+    ``<col>_valid`` says whether the ID passed its checks.
     """
     id_no = id_no_normalized_expr(col)
-    return F.when(id_no.rlike(r"^[0-9]{17}[0-9X]$"), mask_middle_expr(id_no, 6, 4))
+    return F.when(id_no.rlike(r"^[0-9]{17}[0-9X]$"), F.repeat(F.lit("*"), F.length(id_no)))
+
+
+def _compact_number(col: Column) -> Column:
+    """Upper-case text of ``col`` without whitespace, '-' and '.' (card/account numbers)."""
+    text = F.regexp_replace(halfwidth_expr(col.cast("string")), r"[\s\u3000\-.]", "")
+    return F.when(text != "", F.upper(text))
+
+
+def mask_card_no_expr(col: Column) -> Column:
+    """'6222 **** **** 1234' for a 16–19 digit card number; '**** 1234' for another number of at
+    least 8 characters (a stored-value 'SV' + 10 digits); null when shorter or null.
+
+    A bank card's first 4 digits are its issuer (public); the 8+ hidden digits, less the Luhn
+    digit, leave 10^7 candidates. Shorter numbers show only their last 4.
+    """
+    number = _compact_number(col)
+    last4 = F.substring(number, -4, 4)
+    return F.when(
+        number.rlike(r"^[0-9]{16,19}$"),
+        F.concat(F.substring(number, 1, 4), F.lit(" **** **** "), last4),
+    ).when(F.length(number) >= 8, F.concat(F.lit("**** "), last4))
+
+
+def mask_account_no_expr(col: Column) -> Column:
+    """'****1234': the last 4 characters of an account number of at least 8; null otherwise."""
+    number = _compact_number(col)
+    return F.when(F.length(number) >= 8, F.concat(F.lit("****"), F.substring(number, -4, 4)))
+
+
+def mask_counterparty_expr(col: Column) -> Column:
+    """A transaction's counterparty: an account/card number (8+ digits) masked as an account
+    ('****0123'), anything else (a person or company name) masked as a name ('华*******')."""
+    number = _compact_number(col)
+    return F.when(number.rlike(r"^[0-9]{8,}$"), mask_account_no_expr(col)).otherwise(
+        mask_name_expr(col)
+    )
+
+
+def mask_generic_expr(col: Column) -> Column:
+    """One '*' per character (at most 16) of the trimmed value; null when null or blank.
+
+    For values that fail their kind's format check (an invalid mobile, an unusual openid): no
+    character of them is shown, so a mistyped identifier cannot leak through its mask.
+    """
+    text = F.trim(halfwidth_expr(col.cast("string")))
+    return F.when(text != "", F.repeat(F.lit("*"), F.least(F.length(text), F.lit(16))))
 
 
 def mask_name_expr(col: Column) -> Column:
