@@ -200,11 +200,12 @@ def test_the_scan_finds_what_it_looks_for(spark: SparkSession, vault_values: Dat
         [
             (
                 f"+86 {value}",
+                f"marketing_contacts|{value}",
                 {"id": f"x{first17}{_check_char(first17)}"},
                 ["a", f"{first17[:6]}********0031"],
             )
         ],
-        "mobile string, nested struct<id:string>, masks array<string>",
+        "mobile string, record_id string, nested struct<id:string>, masks array<string>",
     )
     leaks = _leaks(planted, vault_values)
     assert "mobile holds a vault mobile value" in leaks
