@@ -17,12 +17,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io
+from profilehouse import standardize as std
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.columns import ID_CHECK_CHARS, ID_WEIGHTS
 from profilehouse.config import load_model
 from profilehouse.errors import ProfilehouseError
 from profilehouse.identity.stage import identity_table, run_identity_stage
-from profilehouse.ingest import standardize as std
 from profilehouse.ingest.bronze import load_bronze_source
 from profilehouse.ingest.silver import load_silver_source, vault_table
 from profilehouse.ingest.source_config import SourcesFile

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from profilehouse import standardize as std
 from profilehouse.columns import mask_middle_expr
-from profilehouse.ingest import standardize as std
 from profilehouse.ingest.bronze import CORRUPT, RESCUED
 from profilehouse.ingest.source_config import ColumnSpec, SourceSpec
 from profilehouse.privacy.tokens import (
@@ -93,7 +93,7 @@ def _mobile_standardized(raw: Column) -> Column:
     return F.coalesce(std.mobile_e164_expr(raw), _clean(std.halfwidth_expr(raw)))
 
 
-# standardize: value → its standard form (see profilehouse.ingest.standardize)
+# standardize: value → its standard form (see profilehouse.standardize)
 _STANDARDIZERS: dict[str, Callable[[Column], Column]] = {
     "mobile": _mobile_standardized,
     "email": std.email_normalized_expr,

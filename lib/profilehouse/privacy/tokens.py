@@ -6,7 +6,7 @@ the key's padded forms in a one-row DataFrame (its rows never appear in ``explai
 Spark UI or event logs), which is broadcast-joined to the data, and :func:`hmac_token_from_keys`
 reads them from its columns. :func:`hmac_token_expr` embeds them as literals instead and is
 meant for small, interactive use. Tokenise *normalised* values (see
-:mod:`profilehouse.ingest.standardize`) so that formatting variants of one value share a token.
+:mod:`profilehouse.standardize`) so that formatting variants of one value share a token.
 
 Masks keep just enough for an analyst to recognise a value; each returns null when the input is
 null or not shaped like the identifier it masks.
@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from profilehouse.columns import mask_middle_expr
 from profilehouse.errors import SecretError
-from profilehouse.ingest.standardize import (
+from profilehouse.standardize import (
     address_normalized_expr,
     city_expr,
     email_normalized_expr,

@@ -16,7 +16,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse.columns import ID_CHECK_CHARS, ID_WEIGHTS
-from profilehouse.ingest.standardize import (
+from profilehouse.standardize import (
     address_normalized_expr,
     city_expr,
     decimal_expr,
