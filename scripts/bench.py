@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
 from profilehouse import fs  # noqa: E402
-from profilehouse.catalog import Layer, TableCatalog  # noqa: E402
+from profilehouse.catalog import TableCatalog  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
 from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
@@ -46,6 +46,7 @@ from profilehouse.ingest.stages import (  # noqa: E402
 )
 from profilehouse.privacy.tokens import TOKEN_KEY_ENV  # noqa: E402
 from profilehouse.session import build_spark_session  # noqa: E402
+from profilehouse.tables import silver_table  # noqa: E402
 
 
 class PeakMemory:
@@ -261,8 +262,8 @@ IDENTITY_FIGURES = (
 
 
 def _silver_tables(env, names: list[str]) -> list[str]:
-    catalog = TableCatalog(env.warehouse_uri)
-    return [catalog.table(Layer.SILVER, n).location for n in names]
+    catalog = TableCatalog.for_environment(env)
+    return [silver_table(catalog, n).location for n in names]
 
 
 def _versions_before_last_batch(spark, locations: list[str]) -> tuple[dict, dict]:

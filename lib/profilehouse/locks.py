@@ -49,9 +49,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io
-from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.catalog import TableCatalog, TableRef
 from profilehouse.config import LockSettings
 from profilehouse.errors import ProfilehouseError
+from profilehouse.tables import locks_table
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,6 @@ class LockOwner:
             f"run {self.run_id} (host {self.host}, pid {self.pid}) since "
             f"{self.acquired_at:%Y-%m-%d %H:%M:%S} UTC, lease until {self.expires_at:%H:%M:%S} UTC"
         )
-
-
-def locks_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.OPS, "locks")
 
 
 def _now() -> dt.datetime:

@@ -40,8 +40,8 @@ from profilehouse.identity.settings import load_identity_settings
 from profilehouse.identity.stage import (
     InjectedCrashError,
     crash_after,
+    identity_metrics_table,
     identity_table,
-    metrics_table,
     run_identity_stage,
 )
 from tests.conftest import Ingested
@@ -158,7 +158,7 @@ def test_a_crash_at_each_write_boundary_then_a_rerun_equals_an_uninterrupted_run
     )
 
     def metric_runs(catalog: TableCatalog) -> list[str]:
-        metrics = delta_io.read_table(spark, metrics_table(catalog)).select("run_id")
+        metrics = delta_io.read_table(spark, identity_metrics_table(catalog)).select("run_id")
         return sorted(r["run_id"] for r in metrics.collect())
 
     assert metric_runs(catalog) == metric_runs(ref_catalog)

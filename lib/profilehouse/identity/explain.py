@@ -18,11 +18,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse import delta_io
-from profilehouse.catalog import Layer, TableCatalog
+from profilehouse.catalog import TableCatalog
+from profilehouse.tables import identity_table
 
 
 def _table(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame:
-    return delta_io.read_table(spark, catalog.table(Layer.IDENTITY, name))
+    return delta_io.read_table(spark, identity_table(catalog, name))
 
 
 def _value_evidence(held: DataFrame, evidence: Column) -> DataFrame:

@@ -35,13 +35,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io
-from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.catalog import TableCatalog, TableRef
 from profilehouse.errors import ProfilehouseError
 from profilehouse.identity import linker
 from profilehouse.identity.fellegi_sunter import FellegiSunterModel
 from profilehouse.identity.records import vault_token_column
 from profilehouse.identity.settings import IdentitySettings
 from profilehouse.ingest.silver import vault_table
+from profilehouse.tables import identity_table
 
 STATE_TABLES = (
     "records",
@@ -81,10 +82,6 @@ class IdentityStateError(ProfilehouseError):
     """A rescore or incremental run has no usable state from an earlier run."""
 
 
-def _table(catalog: TableCatalog, name: str) -> TableRef:
-    return catalog.table(Layer.IDENTITY, name)
-
-
 def settings_hash(settings: IdentitySettings) -> str:
     """Hash of everything the stored state depends on (all settings but the golden record's)."""
     data = settings.model_dump(mode="json", exclude={"golden_record", "linkage_retrain_after_days"})
@@ -119,7 +116,7 @@ class PreviousRun:
 def load(spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings) -> PreviousRun:
     """The last successful run's state; IdentityStateError when there is none or it does not
     fit the settings now."""
-    ref = _table(catalog, "run_state")
+    ref = identity_table(catalog, "run_state")
     if not delta_io.table_exists(spark, ref):
         raise IdentityStateError(
             f"no earlier identity run in {ref.location} (table {ref.qualified_name})"
@@ -141,7 +138,7 @@ def load(spark: SparkSession, catalog: TableCatalog, settings: IdentitySettings)
     versions = json.loads(row["versions"])
 
     def pinned(name: str) -> DataFrame:
-        return delta_io.read_table(spark, _table(catalog, name), version=versions[name])
+        return delta_io.read_table(spark, identity_table(catalog, name), version=versions[name])
 
     linked_nothing = F.col("reason").isin("max_records", "conflicting_holders")
     noise = pinned("noisy_identifiers").where(linked_nothing).select("value")
@@ -217,7 +214,7 @@ def write_term_frequencies(
     table = spark.createDataFrame([], schema)
     for part in parts:
         table = table.unionByName(part)
-    delta_io.write_table(table, _table(catalog, "term_frequencies"), overwrite_schema=True)
+    delta_io.write_table(table, identity_table(catalog, "term_frequencies"), overwrite_schema=True)
 
 
 def save(
@@ -234,7 +231,9 @@ def save(
     """Record this run as the state the next one starts from (the run's last write: the commit
     that makes the run visible). ``seq``: the run's :class:`PlannedRun` sequence number."""
     pinned = (*STATE_TABLES, "master_members")
-    versions = {name: delta_io.table_version(spark, _table(catalog, name)) for name in pinned}
+    versions = {
+        name: delta_io.table_version(spark, identity_table(catalog, name)) for name in pinned
+    }
     row = [
         (
             run_id,
@@ -249,7 +248,7 @@ def save(
     ]
     delta_io.write_table(
         spark.createDataFrame(row, _SCHEMA).coalesce(1),
-        _table(catalog, "run_state"),
+        identity_table(catalog, "run_state"),
         overwrite_schema=True,
     )
 
@@ -272,7 +271,7 @@ class PlannedRun:
 
 
 def _last_state_row(spark: SparkSession, catalog: TableCatalog):
-    ref = _table(catalog, "run_state")
+    ref = identity_table(catalog, "run_state")
     if not delta_io.table_exists(spark, ref):
         return None, ref
     return delta_io.read_table(spark, ref).first(), ref
@@ -290,7 +289,7 @@ def committed_seq(spark: SparkSession, catalog: TableCatalog) -> int:
 
 
 def _pending_row(spark: SparkSession, catalog: TableCatalog):
-    ref = _table(catalog, "pending_run")
+    ref = identity_table(catalog, "pending_run")
     return delta_io.read_table(spark, ref).first() if delta_io.table_exists(spark, ref) else None
 
 
@@ -330,7 +329,7 @@ def plan_run(
     row = [(run_id, seq, mode, settings_hash(settings), json.dumps(versions), planned.started_at)]
     delta_io.write_table(
         spark.createDataFrame(row, _PENDING_SCHEMA).coalesce(1),
-        _table(catalog, "pending_run"),
+        identity_table(catalog, "pending_run"),
         overwrite_schema=True,
     )
     return planned
@@ -347,7 +346,7 @@ def previous_members(spark: SparkSession, catalog: TableCatalog) -> DataFrame | 
     """``identity.master_members`` as the last committed run left it (the version pinned in
     run_state), never as a crashed run may have overwritten it; None before the first run."""
     row, _ = _last_state_row(spark, catalog)
-    ref = _table(catalog, "master_members")
+    ref = identity_table(catalog, "master_members")
     if row is None or not delta_io.table_exists(spark, ref):
         return None
     version = json.loads(row["versions"]).get("master_members")  # absent in old states

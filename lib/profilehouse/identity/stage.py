@@ -42,7 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io, fs, locks
-from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.catalog import TableCatalog, TableRef
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import SchemaError
 from profilehouse.identity import linker, quality, run_state
@@ -74,17 +74,10 @@ from profilehouse.identity.settings import IdentitySettings, load_identity_setti
 from profilehouse.identity.stable_ids import assign_master_ids
 from profilehouse.ingest.silver import vault_table
 from profilehouse.privacy.tokens import load_token_key, token_key_frame
+from profilehouse.tables import identity_metrics_table, identity_table, silver_table
 from profilehouse.truth import records_dir
 
 _LEVEL = StorageLevel.MEMORY_AND_DISK
-
-
-def identity_table(catalog: TableCatalog, name: str) -> TableRef:
-    return catalog.table(Layer.IDENTITY, name)
-
-
-def metrics_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.OPS, "identity_metrics")
 
 
 # The writes of a full run, in order (an incremental run also stages changed_records,
@@ -140,7 +133,7 @@ def appended_tables(catalog: TableCatalog) -> list[TableRef]:
     return [
         identity_table(catalog, "master_aliases"),
         identity_table(catalog, "master_lineage"),
-        metrics_table(catalog),
+        identity_metrics_table(catalog),
     ]
 
 
@@ -155,7 +148,7 @@ def _union(frames: list[DataFrame]) -> DataFrame:
 
 
 def _silver_ref(spark: SparkSession, catalog: TableCatalog, name: str) -> TableRef:
-    ref = catalog.table(Layer.SILVER, name)
+    ref = silver_table(catalog, name)
     if not delta_io.table_exists(spark, ref):
         raise SchemaError(
             f"identity: conf/identity.yaml names source {name!r} but silver table "
@@ -708,7 +701,7 @@ def _append_metrics(
     row = [(run_id, _now(), json.dumps(figures, default=str), model)]
     delta_io.write_table(
         spark.createDataFrame(row, _METRICS_SCHEMA).coalesce(1),
-        metrics_table(catalog),
+        identity_metrics_table(catalog),
         mode="append",
         options=_once_per_run("identity_metrics", run_id, seq),
     )

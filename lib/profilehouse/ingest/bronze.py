@@ -55,7 +55,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io, locks
-from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.catalog import TableCatalog
 from profilehouse.config import LockSettings
 from profilehouse.errors import ProfilehouseError, SchemaError
 from profilehouse.ingest.encodings import allow_java_charsets, is_utf8, validate_text_encoding
@@ -68,6 +68,7 @@ from profilehouse.ingest.landing import (
     split_in_flight,
 )
 from profilehouse.ingest.source_config import SourceSpec
+from profilehouse.tables import bronze_table, file_log_table
 
 RESCUED = "_rescued_data"
 CORRUPT = "_corrupt_record"
@@ -110,14 +111,6 @@ class BronzeLoad:
     in_flight: list[str] = field(default_factory=list)  # skipped until their upload completes
     duplicates: dict[str, str] = field(default_factory=dict)  # re-delivered file → original
     empty_files: list[str] = field(default_factory=list)  # loaded, but held no rows
-
-
-def bronze_table(catalog: TableCatalog, spec: SourceSpec) -> TableRef:
-    return catalog.table(Layer.BRONZE, spec.name)
-
-
-def file_log_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.OPS, "ingest_file_log")
 
 
 # --- reading the landing files -------------------------------------------------------------------

@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from profilehouse import delta_io
-from profilehouse.catalog import Layer, TableCatalog, TableRef
+from profilehouse.catalog import TableCatalog, TableRef
 from profilehouse.errors import ProfilehouseError, SchemaError
 from profilehouse.ingest.bronze import ABSENT, bronze_table, loaded_load_ids_by_source
 from profilehouse.ingest.source_config import ColumnSpec, SourceSpec
@@ -57,6 +57,13 @@ from profilehouse.ingest.validate import (
     validated_frame,
 )
 from profilehouse.privacy.tokens import KEY_INNER, KEY_OUTER, token_key_frame
+from profilehouse.tables import (
+    quarantine_table,
+    reconciliation_table,
+    rule_counts_table,
+    silver_table,
+    vault_table,
+)
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 META_COLUMNS = ("_batch", "_load_id", "_source_file", "_row_hash", "_ingested_at")
@@ -121,26 +128,6 @@ class SilverLoad:
     warnings: dict[str, int] = field(default_factory=dict)  # warning → rows
     absent_columns: dict[str, list[str]] = field(default_factory=dict)  # file → columns it lacked
     seconds: float = 0.0
-
-
-def silver_table(catalog: TableCatalog, spec: SourceSpec) -> TableRef:
-    return catalog.table(Layer.SILVER, spec.name)
-
-
-def quarantine_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.OPS, "quarantine")
-
-
-def reconciliation_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.OPS, "ingest_reconciliation")
-
-
-def rule_counts_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.OPS, "dq_rule_counts")
-
-
-def vault_table(catalog: TableCatalog) -> TableRef:
-    return catalog.table(Layer.VAULT, "pii")
 
 
 # --- column lists and keys -----------------------------------------------------------------------
