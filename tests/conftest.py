@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from profilehouse.catalog import TableCatalog
+from profilehouse.catalog import RESTRICTED_SUFFIX, TableCatalog
 from profilehouse.config import load_environment
 from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
@@ -95,3 +97,16 @@ def ingested(
     bronze = run_bronze_stage(spark, env, sources, quiet)
     silver = run_silver_stage(spark, env, sources, quiet)
     return Ingested(TableCatalog.for_environment(env), sources, bronze, silver, env)
+
+
+def copy_warehouse(
+    warehouse: str | Path, target: Path, ignore: Callable[..., object] | None = None
+) -> TableCatalog:
+    """Copy a warehouse and its restricted zone (the default sibling ``<root>-restricted``,
+    which holds bronze, the vault and the quarantine) to ``target`` and its sibling; return the
+    copy's catalog. ``ignore``: as for :func:`shutil.copytree`."""
+    source = TableCatalog(str(warehouse))
+    shutil.copytree(source.root, target, ignore=ignore)
+    if Path(source.restricted_root).exists():
+        shutil.copytree(source.restricted_root, f"{target}{RESTRICTED_SUFFIX}", ignore=ignore)
+    return TableCatalog(str(target))

@@ -44,7 +44,7 @@ from profilehouse.identity.stage import (
     identity_table,
     run_identity_stage,
 )
-from tests.conftest import Ingested
+from tests.conftest import Ingested, copy_warehouse
 
 QUIET = lambda _m: None  # noqa: E731
 SOURCES = ("bank_customers", "retail_members", "bank_accounts")
@@ -80,11 +80,10 @@ def _small_conf(target: Path) -> Path:
 
 
 def _warehouse(ingested: Ingested, target: Path):
-    shutil.copytree(
+    catalog = copy_warehouse(
         ingested.env.warehouse, target, ignore=shutil.ignore_patterns("identity", "checkpoints")
     )
-    env = ingested.env.model_copy(update={"warehouse": str(target)})
-    return env, TableCatalog(env.warehouse_uri)
+    return ingested.env.model_copy(update={"warehouse": str(target)}), catalog
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +109,8 @@ def after_run_1(spark: SparkSession, ingested: Ingested, tmp_path_factory):
 
 
 def _copy(root: Path, name: str, ingested: Ingested):
-    shutil.copytree(root / "base", root / name)
-    env = ingested.env.model_copy(update={"warehouse": str(root / name)})
-    return env, TableCatalog(env.warehouse_uri)
+    catalog = copy_warehouse(root / "base", root / name)
+    return ingested.env.model_copy(update={"warehouse": str(root / name)}), catalog
 
 
 def _table(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame | None:

@@ -29,7 +29,7 @@ from profilehouse.identity.stage import (
     identity_table,
     run_identity_stage,
 )
-from tests.conftest import Ingested
+from tests.conftest import Ingested, copy_warehouse
 
 QUIET = lambda _m: None  # noqa: E731
 NOISY_ORDERS = 70  # above the mobile cap of 60 records per source
@@ -66,11 +66,10 @@ def _silver(spark: SparkSession, catalog: TableCatalog, name: str) -> DeltaTable
 
 def _copied(ingested: Ingested, target: Path):
     """(env, catalog) of a copy of the ingested warehouse without identity tables."""
-    shutil.copytree(
+    catalog = copy_warehouse(
         ingested.env.warehouse, target, ignore=shutil.ignore_patterns("identity", "checkpoints")
     )
-    env = ingested.env.model_copy(update={"warehouse": str(target)})
-    return env, TableCatalog(env.warehouse_uri)
+    return ingested.env.model_copy(update={"warehouse": str(target)}), catalog
 
 
 def _members(spark: SparkSession, catalog: TableCatalog) -> dict[str, str]:
@@ -119,9 +118,8 @@ def runs(spark: SparkSession, ingested: Ingested, tmp_path_factory: pytest.TempP
         catalog.table(Layer.SILVER, "retail_ecom_orders").location
     )
 
-    shutil.copytree(root / "inc", root / "re")
+    re_catalog = copy_warehouse(root / "inc", root / "re")
     re_env = ingested.env.model_copy(update={"warehouse": str(root / "re")})
-    re_catalog = TableCatalog(re_env.warehouse_uri)
     incremental = run_identity_stage(spark, env, run_id="run-2", progress=QUIET, mode="incremental")
     rescore = run_identity_stage(spark, re_env, run_id="run-2", progress=QUIET, mode="rescore")
     again = run_identity_stage(spark, env, run_id="run-3", progress=QUIET, mode="incremental")

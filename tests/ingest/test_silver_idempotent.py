@@ -4,7 +4,6 @@ a load that keeps failing its reject rate is recorded once."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from profilehouse.ingest.silver import (
     vault_table,
 )
 from profilehouse.ingest.source_config import SourceSpec
+from tests.conftest import copy_warehouse
 from tests.ingest.conftest import CUSTOMER_HEADER, Landing, customers_spec
 from tests.ingest.test_silver import ROWS
 
@@ -61,8 +61,7 @@ def template(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> T
 
 
 def _copy(template: Template, target: Path) -> TableCatalog:
-    shutil.copytree(template.warehouse, target)
-    return TableCatalog(str(target))
+    return copy_warehouse(template.warehouse, target)
 
 
 def _snapshot(spark: SparkSession, catalog: TableCatalog, spec: SourceSpec) -> dict[str, DataFrame]:
