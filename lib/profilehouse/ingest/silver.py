@@ -494,10 +494,18 @@ def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
 
 
 def _merge_vault(spark: SparkSession, catalog: TableCatalog, rows: DataFrame) -> None:
+    """Insert the tokens the vault does not hold yet.
+
+    Sources are loaded side by side and share values (an account number in accounts, balances
+    and transactions), so the vault is first created *empty* and rows only ever arrive by MERGE:
+    two concurrent MERGEs conflict in Delta and the loser is retried against the winner's rows,
+    whereas two sources creating the table with their rows would both land (the loser's append
+    is retried as an append), duplicating tokens.
+    """
     ref = vault_table(catalog)
     if not delta_io.table_exists(spark, ref):
-        delta_io.write_table(rows, ref, mode="append")
-        return
+        empty = spark.createDataFrame([], rows.schema)
+        delta_io.write_table(empty, ref, mode="append")
     delta_io.merge_rows(spark, ref, rows, "t.token = s.token", update_when=None)
 
 
