@@ -110,3 +110,13 @@ def copy_warehouse(
     if Path(source.restricted_root).exists():
         shutil.copytree(source.restricted_root, f"{target}{RESTRICTED_SUFFIX}", ignore=ignore)
     return TableCatalog(str(target))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_cached_data() -> Iterator[None]:
+    """Drop every cached DataFrame after each test module, so the shared session's small driver
+    heap does not fill up over the run (a broadcast late in the suite failed for lack of it)."""
+    yield
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.catalog.clearCache()
