@@ -109,9 +109,7 @@ def bench_generate(spark, env, sf: float, work: Path) -> StageResult:
     cfg = load_generator_settings().with_overrides(scale_factor=sf)
     landing, truth = work / f"sf{sf}" / "landing", work / f"sf{sf}" / "truth"
     with PeakMemory() as mem:
-        report = generate(
-            spark, cfg, str(landing), str(truth), force=True, progress=lambda _m: None
-        )
+        report = generate(spark, cfg, str(landing), str(truth), force=True)
     floor = floor_seconds(spark, str(landing), str(work / "floor"))
     return StageResult(
         scale_factor=sf,
@@ -226,10 +224,10 @@ def bench_ingest(spark, env, sf: float, work: Path) -> list[StageResult]:
         seconds = {}
         with PeakMemory() as mem:
             started = time.perf_counter()
-            bronze = run_bronze_stage(spark, env, sources, progress=lambda _m: None)
+            bronze = run_bronze_stage(spark, env, sources)
             seconds["bronze"] = time.perf_counter() - started
             started = time.perf_counter()
-            silver = run_silver_stage(spark, env, sources, progress=lambda _m: None)
+            silver = run_silver_stage(spark, env, sources)
             seconds["silver"] = time.perf_counter() - started
         loaded = _held_files(landing) if label else _data_files(landing, "batch=*")
         floor = _floor_of_files(spark, loaded, work)
@@ -335,7 +333,6 @@ def bench_identity(spark, env, sf: float, work: Path) -> list[StageResult]:
                 env,
                 run_id=f"bench-sf{sf:g}-{stage}",
                 truth_uri=env.truth_uri,
-                progress=print,
                 mode=mode,
             )
             took = time.perf_counter() - started

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def generated(
     """One generation at SF 0.01 into a temp folder, shared by generator and ingest tests."""
     root = tmp_path_factory.mktemp("gen")
     landing, truth = str(root / "landing"), str(root / "truth")
-    report = generate(spark, gen_cfg, landing, truth, progress=lambda _m: None)
+    report = generate(spark, gen_cfg, landing, truth)
     return Generated(gen_cfg, report, landing, truth)
 
 
@@ -93,10 +95,34 @@ def ingested(
         }
     )
     sources = selected_sources(None)
-    quiet = lambda _m: None  # noqa: E731
-    bronze = run_bronze_stage(spark, env, sources, quiet)
-    silver = run_silver_stage(spark, env, sources, quiet)
+    bronze = run_bronze_stage(spark, env, sources)
+    silver = run_silver_stage(spark, env, sources)
     return Ingested(TableCatalog.for_environment(env), sources, bronze, silver, env)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def logged_messages() -> Iterator[list[str]]:
+    """The progress messages the ``profilehouse`` loggers give inside the block, in order (as a
+    fixture of any scope can use, unlike pytest's function-scoped ``caplog``)."""
+    messages: list[str] = []
+    logger = logging.getLogger("profilehouse")
+    handler, level = _Collect(messages), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def copy_warehouse(

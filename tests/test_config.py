@@ -62,7 +62,8 @@ def test_unknown_key_names_key_and_allowed_keys(tmp_path: Path) -> None:
     assert str(conf / "environments.yaml") in message
     assert (
         "environments.local.warehous: unknown key (allowed: delta_jars, demo, ingest_parallelism, "
-        "landing, locks, master, name, restricted_warehouse, spark_conf, truth, warehouse)" in message
+        "landing, locks, master, name, restricted_warehouse, spark_conf, truth, warehouse)"
+        in message
     )
 
 

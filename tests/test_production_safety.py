@@ -29,16 +29,13 @@ from profilehouse.config import EnvironmentConfig, load_environment
 from profilehouse.errors import ProfilehouseError
 from profilehouse.generator import generate
 from profilehouse.pipeline import reset_warehouse, run_generate_stage, run_pipeline
+from tests.conftest import logged_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "profilehouse"
 APPEND_OR_MERGE_LAYERS = ("bronze", "silver", "vault", "ops")
 # coordination state, not data: a lock row is MERGEd in, renewed (UPDATE) and DELETEd by each run
 COORDINATION_TABLES = ("ops/locks",)
-
-
-def _quiet(_message: str) -> None:
-    pass
 
 
 def _production_env(root: Path, **update: object) -> EnvironmentConfig:
@@ -114,7 +111,7 @@ def test_generate_stage_refuses_a_production_profile(spark: SparkSession, tmp_pa
     export.write_text("cust_no,name\nC1,x\n", encoding="utf-8")
     before = _landing_listing(tmp_path / "landing")
     with pytest.raises(ProfilehouseError) as err:
-        run_generate_stage(spark, env, None, scale_factor=0.01, progress=_quiet)
+        run_generate_stage(spark, env, None, scale_factor=0.01)
     assert str(err.value).startswith(
         f"refusing to generate demo data into landing {tmp_path / 'landing'}: environment 'prod' "
         "is not a demo profile (demo: false in environments.yaml)"
@@ -130,7 +127,7 @@ def test_generate_refuses_a_landing_it_did_not_fill(
     export.write_text("receipt_id\nR1\n", encoding="utf-8")
     before = _landing_listing(tmp_path / "landing")
     with pytest.raises(ProfilehouseError, match="holds files the demo generator did not write"):
-        generate(spark, gen_cfg, str(tmp_path / "landing"), str(tmp_path / "t"), progress=_quiet)
+        generate(spark, gen_cfg, str(tmp_path / "landing"), str(tmp_path / "t"))
     assert _landing_listing(tmp_path / "landing") == before
 
 
@@ -141,7 +138,7 @@ def test_reset_warehouse_refuses_a_production_profile(spark: SparkSession, tmp_p
     for ref in tables:
         _small_table(spark, ref.location)
     with pytest.raises(ProfilehouseError, match="refusing to reset the warehouse: environment"):
-        reset_warehouse(spark, env, _quiet)
+        reset_warehouse(spark, env)
     assert all(DeltaTable.isDeltaTable(spark, ref.location) for ref in tables)
 
 
@@ -153,8 +150,8 @@ def test_reset_warehouse_drops_both_zones_on_a_demo_profile(
     tables = [catalog.table(*t) for t in [("silver", "a"), ("bronze", "b"), ("ops", "quarantine")]]
     for ref in tables:
         _small_table(spark, ref.location)
-    messages: list[str] = []
-    reset_warehouse(spark, env, messages.append)
+    with logged_messages() as messages:
+        reset_warehouse(spark, env)
     assert not any(fs.path_exists(spark, ref.location) for ref in tables)
     assert messages == ["  new demo data: dropped the warehouse's bronze, silver, ops tables"]
 
@@ -277,10 +274,8 @@ def demo_run(spark: SparkSession, generated, tmp_path_factory: pytest.TempPathFa
     stale = [catalog.table("gold", "stale"), catalog.table("bronze", "stale")]
     for ref in stale:
         _small_table(spark, ref.location)
-    messages: list[str] = []
-    summary, _ = run_pipeline(
-        spark, env, scale_factor=0.01, regenerate=True, progress=messages.append
-    )
+    with logged_messages() as messages:
+        summary, _ = run_pipeline(spark, env, scale_factor=0.01, regenerate=True)
     return root, env, stale, summary, messages
 
 
@@ -312,8 +307,8 @@ def test_a_production_run_only_appends_and_merges(spark: SparkSession, demo_run)
     bronze = catalog.table("bronze", "bank_customers").location
     rows_before = spark.read.format("delta").load(bronze).count()
 
-    messages: list[str] = []
-    summary, _ = run_pipeline(spark, env, progress=messages.append)
+    with logged_messages() as messages:
+        summary, _ = run_pipeline(spark, env)
 
     assert summary.status == "succeeded"
     assert "generate" not in summary.stages

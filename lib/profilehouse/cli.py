@@ -1,6 +1,7 @@
 """Argument parsing and error reporting shared by every job entry point.
 
-A job's user-facing failure is one line on stderr (``error: <what and where; what to do>``)
+A job's progress goes to stderr through :func:`profilehouse.logs.log_to_console`. Its
+user-facing failure is one line on stderr (``error: <what and where; what to do>``)
 and exit code 2; the full trace goes to a log file named in that line, and to stderr too with
 ``--debug`` or ``PROFILEHOUSE_DEBUG=1``. The log is a local file on the driver (under
 ``$PROFILEHOUSE_LOG_DIR``, default ``<tmp>/profilehouse-logs``) because the failure may be that
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from profilehouse.config import EnvironmentConfig, load_environment
 from profilehouse.errors import ProfilehouseError
+from profilehouse.logs import log_to_console
 
 DEBUG_ENV = "PROFILEHOUSE_DEBUG"
 LOG_DIR_ENV = "PROFILEHOUSE_LOG_DIR"
@@ -79,6 +81,7 @@ def run_job(
     args = sys.argv[1:] if argv is None else argv
     name = job or Path(sys.argv[0]).stem or "job"
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0", "false")
+    log_to_console(logging.DEBUG if debug else logging.INFO)
     if not debug:
         _quiet_spark_error_loggers()
     try:

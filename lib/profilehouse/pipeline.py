@@ -7,7 +7,7 @@ appends to or merges into the tables it finds: the generator is not even importe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,8 @@ from profilehouse.run_summary import RunSummary
 if TYPE_CHECKING:
     from profilehouse.generator.orchestrator import GenerationReport
 
+log = logging.getLogger(__name__)
+
 
 def run_generate_stage(
     spark: SparkSession,
@@ -37,7 +39,6 @@ def run_generate_stage(
     scale_factor: float | None = None,
     seed: int | None = None,
     force: bool = False,
-    progress: Callable[[str], None] = print,
 ) -> GenerationReport:
     """Generate the demo sources into the environment's landing zone (skipped if present).
 
@@ -49,7 +50,7 @@ def run_generate_stage(
     from profilehouse.generator.settings import load_generator_settings
 
     cfg = load_generator_settings(conf_dir).with_overrides(scale_factor=scale_factor, seed=seed)
-    return generate(spark, cfg, env.landing_uri, env.truth_uri, force=force, progress=progress)
+    return generate(spark, cfg, env.landing_uri, env.truth_uri, force=force)
 
 
 def generation_figures(report: GenerationReport) -> dict:
@@ -96,9 +97,7 @@ def format_generation_table(report: GenerationReport) -> str:
     return "\n".join(lines)
 
 
-def reset_warehouse(
-    spark: SparkSession, env: EnvironmentConfig, progress: Callable[[str], None] = print
-) -> None:
+def reset_warehouse(spark: SparkSession, env: EnvironmentConfig) -> None:
     """Drop every table of the demo warehouse (both zones): freshly generated data replaces the
     old files, which the ingest would otherwise (rightly) refuse as changed after loading.
 
@@ -114,7 +113,7 @@ def reset_warehouse(
         if present:
             dropped.append(layer.value)
     if dropped:
-        progress(f"  new demo data: dropped the warehouse's {', '.join(dropped)} tables")
+        log.info(f"  new demo data: dropped the warehouse's {', '.join(dropped)} tables")
 
 
 def validate_run_options(
@@ -134,17 +133,14 @@ def _demo_generation(
     scale_factor: float | None,
     regenerate: bool,
     summary: RunSummary,
-    progress: Callable[[str], None],
 ) -> None:
     """The demo profile's first steps: generate the sources, reset the warehouse if they are new."""
-    progress("== stage: generate (demo source data)")
-    report = run_generate_stage(
-        spark, env, conf_dir, scale_factor, force=regenerate, progress=progress
-    )
+    log.info("== stage: generate (demo source data)")
+    report = run_generate_stage(spark, env, conf_dir, scale_factor, force=regenerate)
     summary.record("generate", generation_figures(report))
-    progress(format_generation_table(report))
+    log.info(format_generation_table(report))
     if not report.reused:
-        reset_warehouse(spark, env, progress)
+        reset_warehouse(spark, env)
 
 
 def run_pipeline(
@@ -153,7 +149,6 @@ def run_pipeline(
     conf_dir: Path | None = None,
     scale_factor: float | None = None,
     regenerate: bool = False,
-    progress: Callable[[str], None] = print,
 ) -> tuple[RunSummary, str]:
     """Run every stage in order; return the run summary and the path it was written to.
 
@@ -165,25 +160,24 @@ def run_pipeline(
     summary = RunSummary.start(env.name)
     try:
         if env.demo:
-            _demo_generation(spark, env, conf_dir, scale_factor, regenerate, summary, progress)
+            _demo_generation(spark, env, conf_dir, scale_factor, regenerate, summary)
         else:
-            progress(f"== production profile '{env.name}': landing {env.landing_uri} is read as is")
+            log.info(f"== production profile '{env.name}': landing {env.landing_uri} is read as is")
         sources = selected_sources(conf_dir)
-        progress("== stage: bronze (new landing files → bronze tables)")
-        bronze = run_bronze_stage(spark, env, sources, progress)
+        log.info("== stage: bronze (new landing files → bronze tables)")
+        bronze = run_bronze_stage(spark, env, sources)
         summary.record("bronze", ingest_figures(bronze, [])["per_source"])
-        progress("== stage: silver (typed, validated, tokenised, deduplicated)")
-        silver = run_silver_stage(spark, env, sources, progress)
+        log.info("== stage: silver (typed, validated, tokenised, deduplicated)")
+        silver = run_silver_stage(spark, env, sources)
         summary.record("ingest", ingest_figures(bronze, silver))
-        progress(format_ingest_table(bronze, silver))
-        progress("== stage: identity (records → stable master customer IDs)")
+        log.info(format_ingest_table(bronze, silver))
+        log.info("== stage: identity (records → stable master customer IDs)")
         identity = run_identity_stage(
             spark,
             env,
             conf_dir,
             run_id=summary.run_id,
             truth_uri=env.truth_uri,
-            progress=progress,
             mode="auto",
         )
         summary.record("identity", identity.figures)
@@ -191,6 +185,6 @@ def run_pipeline(
     except BaseException:
         summary.finish("failed")
         path = summary.write(spark, catalog)
-        progress(f"run summary: {path}")
+        log.info(f"run summary: {path}")
         raise
     return summary, summary.write(spark, catalog)

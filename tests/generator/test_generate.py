@@ -20,7 +20,7 @@ from profilehouse.generator.bank import build_bank_sources, build_customers, cus
 from profilehouse.generator.persons import build_persons
 from profilehouse.generator.settings import GeneratorSettings
 from profilehouse.generator.writer import write_source
-from tests.conftest import Generated
+from tests.conftest import Generated, logged_messages
 
 CSV_SOURCES = (
     "bank.customers",
@@ -381,10 +381,8 @@ def test_written_files_are_identical_across_runs(
 
 
 def test_rerun_with_same_settings_reuses_data(spark: SparkSession, generated: Generated) -> None:
-    messages: list[str] = []
-    again = generate(
-        spark, generated.cfg, generated.landing, generated.truth, progress=messages.append
-    )
+    with logged_messages() as messages:
+        again = generate(spark, generated.cfg, generated.landing, generated.truth)
     assert again.reused
     assert again.rows == generated.report.rows
     assert messages and "present" in messages[0]

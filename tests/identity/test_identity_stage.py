@@ -27,16 +27,11 @@ class Resolved:
 
 @pytest.fixture(scope="module")
 def resolved(spark: SparkSession, generated: Generated, ingested: Ingested) -> Resolved:
-    quiet = lambda _m: None  # noqa: E731
     env = ingested.env.model_copy(update={"truth": generated.truth})
-    first = run_identity_stage(
-        spark, env, run_id="run-1", truth_uri=generated.truth, progress=quiet
-    )
+    first = run_identity_stage(spark, env, run_id="run-1", truth_uri=generated.truth)
     members = identity_table(ingested.catalog, "master_members")
     first_members = delta_io.read_table(spark, members).select("record_id", "master_id").collect()
-    second = run_identity_stage(
-        spark, env, run_id="run-2", truth_uri=generated.truth, progress=quiet
-    )
+    second = run_identity_stage(spark, env, run_id="run-2", truth_uri=generated.truth)
     return Resolved(first, first_members, second)
 
 

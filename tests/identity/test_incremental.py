@@ -31,7 +31,6 @@ from profilehouse.identity.stage import (
 )
 from tests.conftest import Ingested, copy_warehouse
 
-QUIET = lambda _m: None  # noqa: E731
 NOISY_ORDERS = 70  # above the mobile cap of 60 records per source
 
 
@@ -89,7 +88,7 @@ def runs(spark: SparkSession, ingested: Ingested, tmp_path_factory: pytest.TempP
     versions = {n: _silver(spark, catalog, n).history(1).first()["version"] for n in names}
     for name in names:  # the warehouse before the last batch
         _silver(spark, catalog, name).delete(F.col("_batch") == last)
-    run_identity_stage(spark, env, run_id="run-1", progress=QUIET)
+    run_identity_stage(spark, env, run_id="run-1")
     first_members = _members(spark, catalog)
     for name in names:  # the last batch arrives
         _silver(spark, catalog, name).restoreToVersion(versions[name])
@@ -120,9 +119,9 @@ def runs(spark: SparkSession, ingested: Ingested, tmp_path_factory: pytest.TempP
 
     re_catalog = copy_warehouse(root / "inc", root / "re")
     re_env = ingested.env.model_copy(update={"warehouse": str(root / "re")})
-    incremental = run_identity_stage(spark, env, run_id="run-2", progress=QUIET, mode="incremental")
-    rescore = run_identity_stage(spark, re_env, run_id="run-2", progress=QUIET, mode="rescore")
-    again = run_identity_stage(spark, env, run_id="run-3", progress=QUIET, mode="incremental")
+    incremental = run_identity_stage(spark, env, run_id="run-2", mode="incremental")
+    rescore = run_identity_stage(spark, re_env, run_id="run-2", mode="rescore")
+    again = run_identity_stage(spark, env, run_id="run-3", mode="incremental")
     return Runs(
         incremental,
         rescore,
@@ -196,7 +195,7 @@ def test_an_incremental_run_without_changes_changes_nothing(spark, runs):
 def test_incremental_without_an_earlier_run_names_what_to_do(spark, ingested, tmp_path):
     env, catalog = _copied(ingested, tmp_path / "w")
     with pytest.raises(IdentityStateError, match="--mode full"):
-        run_identity_stage(spark, env, progress=QUIET, mode="incremental")
+        run_identity_stage(spark, env, mode="incremental")
     assert not delta_io.table_exists(spark, identity_table(catalog, "master_members"))
 
 
@@ -215,10 +214,10 @@ def test_changed_settings_refuse_the_old_state(spark, runs, tmp_path):
 
 def test_auto_mode_goes_incremental_while_the_state_and_model_are_fresh(spark, runs, tmp_path):
     settings = load_identity_settings()
-    mode, before = chosen_mode(spark, runs.inc_catalog, settings, "auto", QUIET)
+    mode, before = chosen_mode(spark, runs.inc_catalog, settings, "auto")
     assert mode == "incremental"
     assert before is not None and before.run_id == "run-3" and before.trained_in == "run-1"
     stale = settings.model_copy(update={"linkage_retrain_after_days": 0})
-    assert chosen_mode(spark, runs.inc_catalog, stale, "auto", QUIET) == ("full", None)
+    assert chosen_mode(spark, runs.inc_catalog, stale, "auto") == ("full", None)
     empty = TableCatalog((tmp_path / "nothing").as_uri())
-    assert chosen_mode(spark, empty, settings, "auto", QUIET) == ("full", None)
+    assert chosen_mode(spark, empty, settings, "auto") == ("full", None)

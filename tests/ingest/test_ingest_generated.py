@@ -122,9 +122,8 @@ def test_a_second_run_changes_nothing(spark: SparkSession, ingested: Ingested) -
     refs += [silver_table(ingested.catalog, s) for s in ingested.sources]
     refs += [quarantine_table(ingested.catalog), vault_table(ingested.catalog)]
     before = [delta_io.table_version(spark, r) for r in refs]
-    quiet = lambda _m: None  # noqa: E731
-    again_bronze = run_bronze_stage(spark, ingested.env, ingested.sources, quiet)
-    again_silver = run_silver_stage(spark, ingested.env, ingested.sources, quiet)
+    again_bronze = run_bronze_stage(spark, ingested.env, ingested.sources)
+    again_silver = run_silver_stage(spark, ingested.env, ingested.sources)
     assert sum(b.files for b in again_bronze) == 0
     assert sum(s.rows_in for s in again_silver) == 0
     assert [delta_io.table_version(spark, r) for r in refs] == before

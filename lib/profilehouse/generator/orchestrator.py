@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from pyspark import StorageLevel
@@ -33,6 +33,8 @@ from profilehouse.generator.settings import GeneratorSettings
 from profilehouse.generator.sources import GeneratedSource
 from profilehouse.generator.writer import select_for_truth, write_source
 from profilehouse.truth import persons_dir, records_dir
+
+log = logging.getLogger(__name__)
 
 MARKER = "_GENERATED.json"
 # Written first into a landing folder the generator fills, never removed: the generator only
@@ -132,7 +134,6 @@ def generate(
     landing: str,
     truth: str,
     force: bool = False,
-    progress: Callable[[str], None] = print,
 ) -> GenerationReport:
     """Generate every source into ``landing`` and the ground truth into ``truth``.
 
@@ -143,7 +144,7 @@ def generate(
     if not force:
         previous = find_previous_run(spark, cfg, landing)
         if previous is not None:
-            progress(f"demo data present (seed {cfg.seed}, SF {cfg.scale_factor}): {landing}")
+            log.info(f"demo data present (seed {cfg.seed}, SF {cfg.scale_factor}): {landing}")
             return previous
     started = time.perf_counter()
     require_demo_landing(spark, landing)
@@ -154,7 +155,7 @@ def generate(
     )
     persons, sources = build_all_sources(spark, cfg)
     persons = persons.persist(StorageLevel.MEMORY_AND_DISK)
-    progress(
+    log.info(
         f"generating {cfg.persons:,} persons at SF {cfg.scale_factor} (seed {cfg.seed}) "
         f"into {landing}"
     )
@@ -162,7 +163,7 @@ def generate(
     for i, source in enumerate(sources, start=1):
         report.sources.append(_write_one(spark, source, cfg, landing, truth))
         s = report.sources[-1]
-        progress(
+        log.info(
             f"  [{i:2d}/{len(sources)}] {s.name:<24} {s.rows:>12,} rows {s.files:>4} files "
             f"{s.bytes / 2**20:>9.1f} MiB {s.seconds:>6.1f} s"
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,8 @@ from profilehouse.ingest.silver import vault_table
 from profilehouse.privacy.tokens import load_token_key, token_key_frame
 from profilehouse.tables import identity_metrics_table, identity_table, silver_table
 from profilehouse.truth import records_dir
+
+log = logging.getLogger(__name__)
 
 _LEVEL = StorageLevel.MEMORY_AND_DISK
 
@@ -354,7 +357,6 @@ def chosen_mode(
     catalog: TableCatalog,
     settings: IdentitySettings,
     mode: str,
-    progress: Callable[[str], None],
 ) -> tuple[str, run_state.PreviousRun | None]:
     """The mode to run and the state it starts from. ``auto``: incremental while the last
     run's state fits the settings and its model is younger than ``retrain_after_days``."""
@@ -370,11 +372,11 @@ def chosen_mode(
     try:
         before = run_state.load(spark, catalog, settings)
     except run_state.IdentityStateError as exc:
-        progress(f"  identity: a full run, as there is no state to continue from ({exc})")
+        log.info(f"  identity: a full run, as there is no state to continue from ({exc})")
         return "full", None
     age = _now() - before.trained_at
     if age > dt.timedelta(days=settings.linkage_retrain_after_days):
-        progress(
+        log.info(
             f"  identity: full run (the model of run {before.trained_in} is {age.days} days old)"
         )
         return "full", None
@@ -387,7 +389,6 @@ def run_identity_stage(
     conf_dir: Path | None = None,
     run_id: str | None = None,
     truth_uri: str | None = None,
-    progress: Callable[[str], None] = print,
     mode: str = "full",
     token_key: bytes | None = None,
 ) -> IdentityResult:
@@ -411,7 +412,7 @@ def run_identity_stage(
     catalog = TableCatalog.for_environment(env)
     run_id = run_id or _now().strftime("%Y%m%dT%H%M%SZ")
     with locks.hold(spark, catalog, "identity", env.locks, run_id):
-        return _resolve(spark, catalog, conf_dir, run_id, truth_uri, progress, mode, token_key)
+        return _resolve(spark, catalog, conf_dir, run_id, truth_uri, mode, token_key)
 
 
 def _planned_run(
@@ -420,19 +421,18 @@ def _planned_run(
     settings: IdentitySettings,
     run_id: str,
     mode: str,
-    progress: Callable[[str], None],
 ) -> tuple[run_state.PlannedRun, run_state.PreviousRun | None]:
     """The interrupted run to finish, or a new run recorded with its pinned inputs; and the
     state it starts from."""
     interrupted = run_state.interrupted_run(spark, catalog, settings)
     if interrupted is not None:
-        progress(
+        log.info(
             f"  identity: finishing run {interrupted.run_id} ({interrupted.mode}), which "
             "stopped before it committed, on the inputs it started with"
         )
-        _, before = chosen_mode(spark, catalog, settings, interrupted.mode, progress)
+        _, before = chosen_mode(spark, catalog, settings, interrupted.mode)
         return interrupted, before
-    mode, before = chosen_mode(spark, catalog, settings, mode, progress)
+    mode, before = chosen_mode(spark, catalog, settings, mode)
     inputs = input_tables(spark, catalog, settings)
     planned = run_state.plan_run(
         spark, catalog, settings, run_id, mode, inputs, appended_tables(catalog)
@@ -447,14 +447,13 @@ def _resolve(
     conf_dir: Path | None,
     run_id: str,
     truth_uri: str | None,
-    progress: Callable[[str], None],
     mode: str,
     token_key: bytes | None = None,
 ) -> IdentityResult:
     """The identity stage proper (see :func:`run_identity_stage`), under the lock."""
     started = time.perf_counter()
     settings = load_identity_settings(conf_dir)
-    planned, before = _planned_run(spark, catalog, settings, run_id, mode, progress)
+    planned, before = _planned_run(spark, catalog, settings, run_id, mode)
     run_id, mode = planned.run_id, planned.mode
     inputs = load_identity_inputs(spark, catalog, settings, planned, token_key)
     # records without any identifier (an anonymous receipt) are nobody's: not identity records
@@ -480,7 +479,7 @@ def _resolve(
     steps = {"inputs_and_linkage": time.perf_counter() - started}
     candidates = scored.count() if link.candidates is None else link.candidates
     matches = scored.where(F.col("match_probability") >= settings.linkage.match_threshold)
-    progress(
+    log.info(
         f"  linkage ({mode}): {candidates:,} candidate pairs, prior "
         f"{model.prior:.4f}, {matches.count():,} matches"
     )
@@ -526,7 +525,7 @@ def _resolve(
         spark, settings, inputs, members, scored, identifiers, persons, truth_uri
     )
     figures |= report
-    progress(quality.format_report(report))
+    log.info(quality.format_report(report))
     if before is None:  # the frequencies the new model was trained with
         run_state.write_term_frequencies(spark, catalog, link.frequencies, keyed, settings)
         _written("term_frequencies")

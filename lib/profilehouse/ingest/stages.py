@@ -5,6 +5,7 @@ Used by ``jobs/bronze.py``, ``jobs/silver.py`` and the pipeline job.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,8 @@ from profilehouse.ingest.silver import (
 )
 from profilehouse.ingest.source_config import SourceSpec, load_sources
 from profilehouse.privacy.tokens import load_token_key
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -86,7 +89,6 @@ def run_bronze_stage(
     spark: SparkSession,
     env: EnvironmentConfig,
     sources: list[SourceSpec],
-    progress: Callable[[str], None] = print,
 ) -> list[BronzeLoad]:
     """Load each source's new landing files into bronze (``env.ingest_parallelism`` at once),
     each holding its ``bronze:<source>`` lock (``env.locks``)."""
@@ -98,7 +100,7 @@ def run_bronze_stage(
             spark, catalog, spec, env.landing_uri, logs.get(spec.name, []), lock_settings=env.locks
         )
         resumed = result.resumed_pending
-        progress(
+        log.info(
             f"  bronze {spec.name}: {result.files} new file(s), {result.rows:,} rows"
             + (f", finished {resumed} interrupted load(s)" if resumed else "")
         )
@@ -113,7 +115,6 @@ def run_silver_stage(
     spark: SparkSession,
     env: EnvironmentConfig,
     sources: list[SourceSpec],
-    progress: Callable[[str], None] = print,
 ) -> list[SilverLoad]:
     """Process each source's new bronze loads into silver (``env.ingest_parallelism`` at once),
     each holding its ``silver:<source>`` lock (``env.locks``).
@@ -129,7 +130,7 @@ def run_silver_stage(
         # held it before may have processed some)
         with locks.hold(spark, catalog, f"silver:{spec.name}", env.locks):
             result = load_silver_source(spark, catalog, spec, key)
-        progress(
+        log.info(
             f"  silver {spec.name}: {result.rows_in:,} in, {result.accepted:,} accepted, "
             f"{result.quarantined:,} quarantined"
         )
@@ -138,7 +139,7 @@ def run_silver_stage(
     results = _for_each_source(spark, sources, env.ingest_parallelism, "silver", load)
     rejected = [r for r in results if isinstance(r, RejectRateError)]
     for error in rejected:
-        progress(f"  silver FAILED: {error}")
+        log.error(f"  silver FAILED: {error}")
     _raise_first_error(sources, results, "silver", skip=RejectRateError)
     if rejected:
         raise RejectRateError(
