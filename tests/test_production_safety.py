@@ -287,6 +287,11 @@ def test_a_demo_run_with_regenerate_resets_the_warehouse(spark: SparkSession, de
     assert "  new demo data: dropped the warehouse's bronze, gold tables" in messages
     assert not any(DeltaTable.isDeltaTable(spark, ref.location) for ref in stale)
     assert summary.stages["identity"]["precision"] > 0.9  # measured against the ground truth
+    seconds = summary.seconds_by_stage()
+    assert list(seconds) == ["generate", "bronze", "silver", "identity"]
+    assert all(s > 0 for s in seconds.values())
+    assert summary.stages["bronze"]["files"] > 0 and summary.stages["silver"]["accepted"] > 0
+    assert any(m.startswith("stage times: generate ") for m in messages)
 
 
 @pytest.mark.slow

@@ -18,11 +18,12 @@ from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.config import EnvironmentConfig
 from profilehouse.identity.stage import run_identity_stage
 from profilehouse.ingest.stages import (
+    bronze_figures,
     format_ingest_table,
-    ingest_figures,
     run_bronze_stage,
     run_silver_stage,
     selected_sources,
+    silver_figures,
 )
 from profilehouse.run_summary import RunSummary
 
@@ -136,8 +137,9 @@ def _demo_generation(
 ) -> None:
     """The demo profile's first steps: generate the sources, reset the warehouse if they are new."""
     log.info("== stage: generate (demo source data)")
-    report = run_generate_stage(spark, env, conf_dir, scale_factor, force=regenerate)
-    summary.record("generate", generation_figures(report))
+    with summary.timed("generate") as figures:
+        report = run_generate_stage(spark, env, conf_dir, scale_factor, force=regenerate)
+        figures.update(generation_figures(report))
     log.info(format_generation_table(report))
     if not report.reused:
         reset_warehouse(spark, env)
@@ -165,22 +167,21 @@ def run_pipeline(
             log.info(f"== production profile '{env.name}': landing {env.landing_uri} is read as is")
         sources = selected_sources(conf_dir)
         log.info("== stage: bronze (new landing files → bronze tables)")
-        bronze = run_bronze_stage(spark, env, sources)
-        summary.record("bronze", ingest_figures(bronze, [])["per_source"])
+        with summary.timed("bronze") as figures:
+            bronze = run_bronze_stage(spark, env, sources)
+            figures.update(bronze_figures(bronze))
         log.info("== stage: silver (typed, validated, tokenised, deduplicated)")
-        silver = run_silver_stage(spark, env, sources)
-        summary.record("ingest", ingest_figures(bronze, silver))
+        with summary.timed("silver") as figures:
+            silver = run_silver_stage(spark, env, sources)
+            figures.update(silver_figures(silver))
         log.info(format_ingest_table(bronze, silver))
         log.info("== stage: identity (records → stable master customer IDs)")
-        identity = run_identity_stage(
-            spark,
-            env,
-            conf_dir,
-            run_id=summary.run_id,
-            truth_uri=env.truth_uri,
-            mode="auto",
-        )
-        summary.record("identity", identity.figures)
+        with summary.timed("identity") as figures:
+            identity = run_identity_stage(
+                spark, env, conf_dir, run_id=summary.run_id, truth_uri=env.truth_uri, mode="auto"
+            )
+            figures.update(identity.figures)
+        log.info(f"stage times: {summary.format_timings()}")
         summary.finish("succeeded")
     except BaseException:
         summary.finish("failed")

@@ -1,14 +1,18 @@
 """Run summaries: each pipeline run records stage → key figures as JSON.
 
 Scripts and monitoring read a run's figures from the file named on the run's last output line
-(``run summary: <path>``).
+(``run summary: <path>``). Every stage run through :meth:`RunSummary.timed` carries its wall
+time as ``stages.<stage>.seconds``, so each run shows where its time went.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +48,28 @@ class RunSummary:
         """Record (or replace) the figures of ``stage``."""
         self.stages[stage] = figures
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[dict[str, Any]]:
+        """Time the block as ``stage``: the block fills the yielded dict with the stage's
+        figures, which are recorded with ``seconds`` (wall, first key) even when it fails."""
+        figures: dict[str, Any] = {}
+        started = time.perf_counter()
+        try:
+            yield figures
+        finally:
+            seconds = round(time.perf_counter() - started, 2)
+            self.stages[stage] = {"seconds": seconds, **_without_seconds(figures)}
+
+    def seconds_by_stage(self) -> dict[str, float]:
+        """Wall seconds of each timed stage, in run order."""
+        return {k: v["seconds"] for k, v in self.stages.items() if "seconds" in v}
+
+    def format_timings(self) -> str:
+        """``stage 1.2 s · stage 3.4 s · total 4.6 s``: where the run's time went."""
+        seconds = self.seconds_by_stage()
+        parts = [f"{stage} {s:,.1f} s" for stage, s in seconds.items()]
+        return " · ".join([*parts, f"total {sum(seconds.values()):,.1f} s"])
+
     def finish(self, status: str = "succeeded") -> None:
         self.status = status
         self.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -68,3 +94,8 @@ class RunSummary:
         path = f"{catalog.run_summaries_dir()}/{self.run_id}.json"
         fs.write_text(spark, path, self.to_json())
         return path
+
+
+def _without_seconds(figures: dict[str, Any]) -> dict[str, Any]:
+    """A stage's own figures, minus a ``seconds`` of its own (the wall time replaces it)."""
+    return {k: v for k, v in figures.items() if k != "seconds"}

@@ -149,11 +149,10 @@ def run_silver_stage(
     return results
 
 
-def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
-    """Per-source figures of both stages for the run summary."""
-    per_source: dict[str, dict] = {}
-    for b in bronze:
-        per_source.setdefault(b.source, {})["bronze"] = {
+def bronze_figures(bronze: list[BronzeLoad]) -> dict:
+    """The bronze stage's figures for the run summary: totals, then per source."""
+    per_source = {
+        b.source: {
             "load_ids": b.load_ids,
             "files": b.files,
             "rows": b.rows,
@@ -165,8 +164,20 @@ def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
             "duplicates": b.duplicates,
             "empty_files": b.empty_files,
         }
-    for s in silver:
-        per_source.setdefault(s.source, {})["silver"] = {
+        for b in bronze
+    }
+    return {
+        "files": sum(b.files for b in bronze),
+        "rows": sum(b.rows for b in bronze),
+        "bytes": sum(b.bytes for b in bronze),
+        "per_source": per_source,
+    }
+
+
+def silver_figures(silver: list[SilverLoad]) -> dict:
+    """The silver stage's figures for the run summary: totals, then per source."""
+    per_source = {
+        s.source: {
             "load_ids": s.load_ids,
             "rows_in": s.rows_in,
             "accepted": s.accepted,
@@ -179,6 +190,22 @@ def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
             "absent_columns": s.absent_columns,  # file → optional columns it did not carry
             "seconds": s.seconds,
         }
+        for s in silver
+    }
+    return {
+        "rows_in": sum(s.rows_in for s in silver),
+        "accepted": sum(s.accepted for s in silver),
+        "quarantined": sum(s.quarantined for s in silver),
+        "per_source": per_source,
+    }
+
+
+def ingest_figures(bronze: list[BronzeLoad], silver: list[SilverLoad]) -> dict:
+    """Both stages' figures side by side, per source (``per_source.<source>.bronze|silver``)."""
+    per_source: dict[str, dict] = {}
+    for stage, figures in (("bronze", bronze_figures(bronze)), ("silver", silver_figures(silver))):
+        for source, values in figures["per_source"].items():
+            per_source.setdefault(source, {})[stage] = values
     return {
         "files": sum(b.files for b in bronze),
         "bronze_rows": sum(b.rows for b in bronze),
