@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from profilehouse import delta_io
@@ -19,6 +20,7 @@ from profilehouse.locks import (
     LockLostError,
     clear_lock,
     current_owner,
+    current_owners,
     hold,
     locks_table,
 )
@@ -100,3 +102,23 @@ def test_a_holder_whose_lock_was_taken_over_learns_it(spark: SparkSession, catal
             first.ensure_held()
         first.release()  # removes nothing of the new owner's
         assert current_owner(spark, catalog, "bronze:e").run_id == "new-run"
+
+
+def test_a_stage_takes_the_locks_of_all_its_sources_at_once_or_none(
+    spark: SparkSession, catalog: TableCatalog
+):
+    names = ["silver:x", "silver:y", "silver:z"]
+    with hold(spark, catalog, names, QUICK, run_id="stage-run") as lock:
+        owners = current_owners(spark, catalog, names)
+        assert sorted(owners) == names
+        assert {o.token for o in owners.values()} == {lock.token}
+        version = DeltaTable.forPath(spark, locks_table(catalog).location).history(1)
+        assert version.first()["operation"] == "MERGE"  # taken by one commit
+        # a run wanting an overlapping set is refused, naming the lock in the way ...
+        with pytest.raises(LockHeldError) as caught:
+            Lock(spark, catalog, ["silver:w", "silver:y"], QUICK, "other-run").acquire()
+        assert str(caught.value).startswith("lock silver:y is held by run stage-run (host ")
+        assert str(caught.value).endswith("clear_lock.py --env <env> silver:y --clear")
+        # ... and keeps none of it: silver:w, free, was given back
+        assert current_owner(spark, catalog, "silver:w") is None
+    assert current_owners(spark, catalog, [*names, "silver:w"]) == {}

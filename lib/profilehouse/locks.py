@@ -39,12 +39,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -119,11 +119,19 @@ def _ensure_table(spark: SparkSession, ref: TableRef) -> None:
 
 def current_owner(spark: SparkSession, catalog: TableCatalog, name: str) -> LockOwner | None:
     """Who holds lock ``name`` now (its row, expired or not), or None when nobody does."""
+    return current_owners(spark, catalog, [name]).get(name)
+
+
+def current_owners(
+    spark: SparkSession, catalog: TableCatalog, names: Sequence[str]
+) -> dict[str, LockOwner]:
+    """Lock name → who holds it now (expired or not), for those of ``names`` someone holds;
+    one read of the lock table."""
     ref = locks_table(catalog)
-    if not delta_io.table_exists(spark, ref):
-        return None
-    row = delta_io.read_table(spark, ref).where(F.col("name") == name).first()
-    return None if row is None else LockOwner(**row.asDict())
+    if not names or not delta_io.table_exists(spark, ref):
+        return {}
+    rows = delta_io.read_table(spark, ref).where(F.col("name").isin(*names)).collect()
+    return {r["name"]: LockOwner(**r.asDict()) for r in rows}
 
 
 def clear_lock(spark: SparkSession, catalog: TableCatalog, name: str) -> LockOwner | None:
@@ -138,17 +146,27 @@ def clear_lock(spark: SparkSession, catalog: TableCatalog, name: str) -> LockOwn
 
 
 class Lock:
-    """A lock held by this run (see :func:`hold`); renewed by a heartbeat thread."""
+    """Locks held together by this run (see :func:`hold`); renewed by one heartbeat thread.
+
+    A stage takes the locks of all its sources at once: one MERGE to take them, one UPDATE per
+    heartbeat, one DELETE to release, however many sources (a MERGE on the lock table costs
+    seconds, which per source and stage added up to a tenth of a small ingest run). All or
+    none: when another live run holds any of them, the ones just taken are given back before
+    waiting, so two runs wanting overlapping sets never hold a part each and wait for ever.
+    """
 
     def __init__(
         self,
         spark: SparkSession,
         catalog: TableCatalog,
-        name: str,
+        names: str | Sequence[str],
         settings: LockSettings,
         run_id: str | None = None,
     ) -> None:
-        self.spark, self.name, self.settings = spark, name, settings
+        self.names: tuple[str, ...] = (names,) if isinstance(names, str) else tuple(names)
+        if not self.names or len(set(self.names)) != len(self.names):
+            raise ValueError(f"lock names must be given, each once: {self.names!r}")
+        self.spark, self.settings = spark, settings
         self.ref = locks_table(catalog)
         self.catalog = catalog
         self.token = uuid.uuid4().hex
@@ -157,45 +175,51 @@ class Lock:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
+    @property
+    def name(self) -> str:
+        """The lock's name, or its names joined by ', ' (for messages)."""
+        return ", ".join(self.names)
+
+    def holds(self, name: str) -> bool:
+        """Whether ``name`` is one of the locks this object holds."""
+        return name in self.names
+
     # --- acquiring ---------------------------------------------------------------------------
 
     def acquire(self) -> Lock:
-        """Take the lock, waiting up to ``wait_seconds`` while a live run holds it.
+        """Take every lock, waiting up to ``wait_seconds`` while a live run holds any of them.
 
-        Raises :class:`LockHeldError` naming the owner when the wait ends first.
+        Raises :class:`LockHeldError` naming the owners when the wait ends first.
         """
         _ensure_table(self.spark, self.ref)
         deadline = time.monotonic() + self.settings.wait_seconds
         while True:
             self._try_take()
-            owner = current_owner(self.spark, self.catalog, self.name)
-            if owner is not None and owner.token == self.token:
+            owners = current_owners(self.spark, self.catalog, self.names)
+            others = {n: o for n, o in owners.items() if o.token != self.token}
+            if not others and len(owners) == len(self.names):
                 log.info("lock %s: acquired by run %s", self.name, self.run_id)
                 self._start_heartbeat()
                 return self
-            if owner is None:  # released between our MERGE and the read: try again now
+            if len(others) < len(owners):  # all or none: give back what was just taken
+                self._delete_mine()
+            if not others:  # released between our MERGE and the read: try again now
                 continue
             if time.monotonic() >= deadline:
-                raise LockHeldError(self._held_message(owner))
+                raise LockHeldError(self._held_message(others))
             time.sleep(min(self.settings.poll_seconds, max(deadline - time.monotonic(), 0.1)))
 
     def _try_take(self) -> None:
-        """MERGE this run in as owner when the lock is free or its lease has expired.
+        """MERGE this run in as owner of every lock that is free or whose lease has expired.
 
-        Two runs doing this at once read the same partition: the second to commit conflicts
+        Two runs doing this at once read the same partitions: the second to commit conflicts
         and does nothing (the caller then reads who won)."""
         now = _now()
-        row = (
-            self.name,
-            self.token,
-            socket.gethostname(),
-            os.getpid(),
-            self.run_id,
-            now,
-            now + dt.timedelta(seconds=self.settings.lease_seconds),
-        )
-        mine = self.spark.createDataFrame([row], LOCK_SCHEMA)
-        condition = f"t.name = '{_sql_literal(self.name)}' AND t.name = s.name"
+        expires = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        host, pid = socket.gethostname(), os.getpid()
+        rows = [(n, self.token, host, pid, self.run_id, now, expires) for n in self.names]
+        mine = self.spark.createDataFrame(rows, LOCK_SCHEMA)
+        condition = f"t.name IN ({_sql_list(self.names)}) AND t.name = s.name"
         try:
             (
                 DeltaTable.forPath(self.spark, self.ref.location)
@@ -209,12 +233,14 @@ class Lock:
             if not delta_io.is_conflict(exc):
                 raise
 
-    def _held_message(self, owner: LockOwner) -> str:
+    def _held_message(self, others: dict[str, LockOwner]) -> str:
         waited = f" (waited {self.settings.wait_seconds} s)" if self.settings.wait_seconds else ""
+        held = "; ".join(f"lock {n} is held by {o.describe()}" for n, o in sorted(others.items()))
+        names = " ".join(sorted(others))
         return (
-            f"lock {self.name} is held by {owner.describe()}{waited}; let that run finish, or if "
-            f"it is dead wait for its lease to expire (then the next run takes the lock over) "
-            f"or clear it now: python jobs/clear_lock.py --env <env> {self.name} --clear"
+            f"{held}{waited}; let that run finish, or if it is dead wait for its lease to "
+            f"expire (then the next run takes the lock over) or clear it now: "
+            f"python jobs/clear_lock.py --env <env> {names} --clear"
         )
 
     # --- holding -----------------------------------------------------------------------------
@@ -232,17 +258,22 @@ class Lock:
             except Exception:  # a failed renewal is retried next beat; the lease has slack
                 log.warning("lock %s: renewing the lease failed", self.name, exc_info=True)
 
+    def _mine(self) -> Column:
+        return F.col("name").isin(*self.names) & (F.col("token") == self.token)
+
     def renew(self) -> None:
-        """Extend the lease by ``lease_seconds`` from now; marks the lock lost when another
-        run has taken it over."""
+        """Extend the leases by ``lease_seconds`` from now; marks the lock lost when another
+        run has taken any of them over."""
         expires = F.lit(_now() + dt.timedelta(seconds=self.settings.lease_seconds))
         table = DeltaTable.forPath(self.spark, self.ref.location)
-        mine = (F.col("name") == self.name) & (F.col("token") == self.token)
-        delta_io.retry_on_conflict(lambda: table.update(mine, {"expires_at": expires}))
-        owner = current_owner(self.spark, self.catalog, self.name)
-        if owner is None or owner.token != self.token:
+        delta_io.retry_on_conflict(lambda: table.update(self._mine(), {"expires_at": expires}))
+        owners = current_owners(self.spark, self.catalog, self.names)
+        taken = [n for n in self.names if n not in owners or owners[n].token != self.token]
+        if taken:
             self.lost = True
-            log.error("lock %s: lost (the lease expired and another run took over)", self.name)
+            log.error(
+                "lock %s: lost (the lease expired and another run took over)", ", ".join(taken)
+            )
 
     def ensure_held(self) -> None:
         """Raise :class:`LockLostError` when the heartbeat found the lock taken over."""
@@ -254,33 +285,40 @@ class Lock:
 
     # --- releasing ---------------------------------------------------------------------------
 
+    def _delete_mine(self) -> None:
+        table = DeltaTable.forPath(self.spark, self.ref.location)
+        delta_io.retry_on_conflict(lambda: table.delete(self._mine()))
+
     def release(self) -> None:
-        """Stop renewing and remove the lock row if it is still this run's."""
+        """Stop renewing and remove the lock rows that are still this run's."""
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
-        table = DeltaTable.forPath(self.spark, self.ref.location)
-        mine = (F.col("name") == self.name) & (F.col("token") == self.token)
-        delta_io.retry_on_conflict(lambda: table.delete(mine))
+        self._delete_mine()
 
 
 def _sql_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _sql_list(names: Sequence[str]) -> str:
+    return ", ".join(f"'{_sql_literal(n)}'" for n in names)
+
+
 @contextmanager
 def hold(
     spark: SparkSession,
     catalog: TableCatalog,
-    name: str,
+    names: str | Sequence[str],
     settings: LockSettings | None = None,
     run_id: str | None = None,
 ) -> Iterator[Lock]:
-    """Hold lock ``name`` for the ``with`` block (released in ``finally``, even on errors).
+    """Hold lock ``names`` (one name, or several taken together) for the ``with`` block
+    (released in ``finally``, even on errors).
 
-    Raises :class:`LockHeldError` when another live run holds it beyond the wait.
+    Raises :class:`LockHeldError` when another live run holds any of them beyond the wait.
     """
-    lock = Lock(spark, catalog, name, settings or LockSettings(), run_id).acquire()
+    lock = Lock(spark, catalog, names, settings or LockSettings(), run_id).acquire()
     try:
         yield lock
     finally:
@@ -288,5 +326,5 @@ def hold(
             lock.release()
         except Exception:  # never hide the block's own error; the lease frees the lock
             log.warning(
-                "lock %s: release failed; it frees when its lease ends", name, exc_info=True
+                "lock %s: release failed; it frees when its lease ends", lock.name, exc_info=True
             )

@@ -48,6 +48,7 @@ import functools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -717,7 +718,8 @@ def _one_run_per_source(load: Callable[..., BronzeLoad]) -> Callable[..., Bronze
     The lock makes one run at a time read the log, claim a load ID, write and mark files
     loaded; the claim check keeps that correct even if the lock is bypassed (a lease that
     expired under a stalled run). Takes ``lock_settings`` (:class:`LockSettings`) besides
-    ``load``'s own arguments.
+    ``load``'s own arguments, or ``held``: a :class:`~profilehouse.locks.Lock` the caller holds
+    that covers the source (a stage takes all its sources' locks at once).
     """
 
     @functools.wraps(load)
@@ -729,9 +731,14 @@ def _one_run_per_source(load: Callable[..., BronzeLoad]) -> Callable[..., Bronze
         log: list[_LoggedFile] | None = None,
         *,
         lock_settings: LockSettings | None = None,
+        held: locks.Lock | None = None,
         **kwargs: object,
     ) -> BronzeLoad:
-        with locks.hold(spark, catalog, f"bronze:{spec.name}", lock_settings):
+        name = f"bronze:{spec.name}"
+        if held is not None and not held.holds(name):
+            raise ValueError(f"the lock passed as held ({held.name}) does not cover {name}")
+        holding = nullcontext(held) if held else locks.hold(spark, catalog, name, lock_settings)
+        with holding:
             for attempt in range(1, _CLAIM_ATTEMPTS + 1):
                 try:
                     return load(spark, catalog, spec, landing_root, log, **kwargs)

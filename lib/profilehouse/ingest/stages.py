@@ -91,13 +91,28 @@ def run_bronze_stage(
     sources: list[SourceSpec],
 ) -> list[BronzeLoad]:
     """Load each source's new landing files into bronze (``env.ingest_parallelism`` at once),
-    each holding its ``bronze:<source>`` lock (``env.locks``)."""
+    holding the ``bronze:<source>`` locks of all of them (``env.locks``; taken together)."""
+    if not sources:
+        return []
     catalog = TableCatalog.for_environment(env)
-    logs = file_log_by_source(spark, catalog)
+    names = [f"bronze:{spec.name}" for spec in sources]
+    with locks.hold(spark, catalog, names, env.locks) as held:
+        # the file logs are read under the locks: a run that held them before may have loaded
+        logs = file_log_by_source(spark, catalog)
+        return _bronze_sources(spark, env, catalog, sources, logs, held)
 
+
+def _bronze_sources(
+    spark: SparkSession,
+    env: EnvironmentConfig,
+    catalog: TableCatalog,
+    sources: list[SourceSpec],
+    logs: dict,
+    held: locks.Lock,
+) -> list[BronzeLoad]:
     def load(spec: SourceSpec) -> BronzeLoad:
         result = load_bronze_source(
-            spark, catalog, spec, env.landing_uri, logs.get(spec.name, []), lock_settings=env.locks
+            spark, catalog, spec, env.landing_uri, logs.get(spec.name, []), held=held
         )
         resumed = result.resumed_pending
         log.info(
@@ -117,19 +132,30 @@ def run_silver_stage(
     sources: list[SourceSpec],
 ) -> list[SilverLoad]:
     """Process each source's new bronze loads into silver (``env.ingest_parallelism`` at once),
-    each holding its ``silver:<source>`` lock (``env.locks``).
+    holding the ``silver:<source>`` locks of all of them (``env.locks``; taken together).
 
     A source whose reject rate exceeds its threshold does not stop the others; the stage raises
     :class:`RejectRateError` listing all such sources at the end.
     """
+    if not sources:
+        return []
     catalog = TableCatalog.for_environment(env)
     key = load_token_key()
+    names = [f"silver:{spec.name}" for spec in sources]
+    with locks.hold(spark, catalog, names, env.locks):
+        return _silver_sources(spark, env, catalog, sources, key)
 
+
+def _silver_sources(
+    spark: SparkSession,
+    env: EnvironmentConfig,
+    catalog: TableCatalog,
+    sources: list[SourceSpec],
+    key: bytes,
+) -> list[SilverLoad]:
     def load(spec: SourceSpec) -> SilverLoad:
-        # one run per source at a time; its pending loads are read under the lock (a run that
-        # held it before may have processed some)
-        with locks.hold(spark, catalog, f"silver:{spec.name}", env.locks):
-            result = load_silver_source(spark, catalog, spec, key)
+        # pending loads are read under the lock (a run that held it before may have done some)
+        result = load_silver_source(spark, catalog, spec, key)
         log.info(
             f"  silver {spec.name}: {result.rows_in:,} in, {result.accepted:,} accepted, "
             f"{result.quarantined:,} quarantined"
