@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from profilehouse.catalog import TableCatalog
 from profilehouse.config import load_environment
@@ -84,3 +85,15 @@ def test_maven_coordinates_match_installed_versions() -> None:
     minor = ".".join(pyspark.__version__.split(".")[:2])
     assert spark_coord == f"io.delta:delta-spark_{minor}_2.13:{metadata.version('delta-spark')}"
     assert storage.startswith("io.delta:delta-storage:")
+
+
+def test_a_small_broadcast_costs_the_driver_little_heap(spark: SparkSession) -> None:
+    """In local mode a broadcast's hash table sits in the driver heap with at least one memory
+    page; with Spark's default page (32-64 MiB) a few dozen live broadcasts exhausted the heap."""
+    memory = spark.sparkContext._jsc.sc().env().memoryManager()
+    small = spark.range(100).withColumn("k", F.col("id").cast("string"))
+    large = spark.range(1000).withColumn("k", F.col("id").cast("string"))
+    before = memory.storageMemoryUsed()
+    joined = large.join(F.broadcast(small), "k")
+    assert joined.count() == 100
+    assert memory.storageMemoryUsed() - before < 8 * 2**20
