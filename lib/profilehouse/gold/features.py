@@ -1,0 +1,207 @@
+"""Point-in-time feature snapshots: one row per master customer per snapshot date.
+
+A snapshot at date T reads only rows whose event time is on or before T (*as of event time*).
+Which table versions it reads is the caller's choice: the current ones, or the versions pinned
+by the run that first made snapshot T (*as known at*, see :mod:`profilehouse.gold.stage`).
+
+Per feature source (``conf/features.yaml``) the rows up to T are joined to their master customer
+once, and every feature over every window is one conditional aggregate of a single
+``groupBy(master_id)``: one pass over the source, whatever the number of features and windows.
+The sources' results are stacked and collapsed by master ID (one shuffle of per-customer rows,
+no chain of joins), every master customer gets a row (customers without events get zero counts
+and sums), then derived features are added in one projection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from profilehouse.errors import SchemaError
+from profilehouse.gold.feature_config import (
+    FeatureConfig,
+    FeatureSource,
+    FeatureSpec,
+    RecordLink,
+    result_type,
+)
+from profilehouse.identity.records import RECORD_ID
+
+MASTER_ID = "master_id"
+SNAPSHOT_DATE = "snapshot_date"
+
+_ZERO_WHEN_ABSENT = ("count", "sum", "count_distinct")
+
+
+def snapshot_end(snapshot_date: dt.date) -> dt.datetime:
+    """The first instant after the snapshot date (rows before it are in the snapshot)."""
+    return dt.datetime.combine(snapshot_date + dt.timedelta(days=1), dt.time())
+
+
+def source_rows(
+    spark: SparkSession, name: str, source: FeatureSource, tables: Mapping[str, DataFrame]
+) -> DataFrame:
+    """The source's rows: its query over ``tables`` (by name), or the table of its own name."""
+    if source.query is None:
+        if name not in tables:
+            raise SchemaError(f"feature source {name}: no table {name!r} to read")
+        return tables[name]
+    return spark.sql(source.query, **dict(tables))
+
+
+def rows_as_of(
+    rows: DataFrame, source: FeatureSource, config: FeatureConfig, snapshot_date: dt.date
+) -> DataFrame:
+    """Rows with event time on or before ``snapshot_date`` (with ``latest_by``, each key's newest
+    such row only), carrying ``snapshot_date`` and an ``in_<calendar>`` flag per calendar."""
+    rows = rows.withColumn(SNAPSHOT_DATE, F.lit(snapshot_date))
+    if source.time is None:
+        return rows
+    day = F.to_date(_event_ts(source))
+    for name, calendar in config.calendars.items():
+        dates = F.array(*[F.lit(d) for d in calendar.dates])
+        near = F.exists(dates, _within(day, calendar.days_around))
+        rows = rows.withColumn(f"in_{name}", F.coalesce(near, F.lit(False)))
+    rows = rows.where(_event_ts(source) < F.lit(snapshot_end(snapshot_date)))
+    if not source.latest_by:
+        return rows
+    newest_first = Window.partitionBy(*[F.expr(k) for k in source.latest_by]).orderBy(
+        _event_ts(source).desc()
+    )
+    return (
+        rows.withColumn("__rank", F.row_number().over(newest_first))
+        .where("__rank = 1")
+        .drop("__rank")
+    )
+
+
+def _within(day: Column, days: int) -> Callable[[Column], Column]:
+    """A one-argument predicate (Spark passes an index to two-argument lambdas)."""
+    return lambda date: F.abs(F.datediff(day, date)) <= days
+
+
+def with_master_id(rows: DataFrame, link: RecordLink, members: DataFrame) -> DataFrame:
+    """``rows`` with the master ID of their identity record (rows of no record are dropped: they
+    belong to no customer)."""
+    parts = [F.coalesce(F.expr(k).cast("string"), F.lit("")) for k in link.key]
+    source = F.lit(link.source) if link.source else F.col(link.source_column)  # type: ignore[arg-type]
+    record_id = F.concat_ws("|", source, *parts)
+    return rows.withColumn(RECORD_ID, record_id).join(
+        members.select(RECORD_ID, MASTER_ID), RECORD_ID
+    )
+
+
+def source_features(
+    rows: DataFrame,
+    source_name: str,
+    source: FeatureSource,
+    config: FeatureConfig,
+    snapshot_date: dt.date,
+) -> DataFrame:
+    """``(master_id, <feature columns>)`` for rows that already carry ``master_id``."""
+    aggregates = [
+        _aggregate(spec, source, window, snapshot_date).alias(column)
+        for name, spec in source.features.items()
+        for window, column in zip(
+            config.windows_of(spec), config.columns_of(name, spec), strict=True
+        )
+    ]
+    if not aggregates:
+        raise SchemaError(f"feature source {source_name}: no features")
+    return rows.groupBy(MASTER_ID).agg(*aggregates)
+
+
+def _event_ts(source: FeatureSource) -> Column:
+    return F.expr(source.time).cast("timestamp")  # type: ignore[arg-type]
+
+
+def _aggregate(
+    spec: FeatureSpec, source: FeatureSource, window: int | None, snapshot_date: dt.date
+) -> Column:
+    condition = F.expr(spec.where) if spec.where else F.lit(True)
+    if window is not None:
+        start = snapshot_end(snapshot_date) - dt.timedelta(days=window)
+        condition = condition & (_event_ts(source) >= F.lit(start))
+    value = F.expr(spec.value) if spec.value else F.lit(1)
+    kept = F.when(condition, value)
+    if spec.agg == "count":
+        result = F.count(kept)
+    elif spec.agg == "sum":
+        result = F.sum(kept)
+    elif spec.agg == "min":
+        result = F.min(kept)
+    elif spec.agg == "max":
+        result = F.max(kept)
+    elif spec.agg == "avg":
+        result = F.avg(kept)
+    else:
+        result = F.size(F.collect_set(kept))
+    return result.cast(result_type(spec))
+
+
+def feature_snapshot(
+    spark: SparkSession,
+    config: FeatureConfig,
+    tables: Mapping[str, DataFrame],
+    members: DataFrame,
+    record_keys: Mapping[str, list[str]],
+    snapshot_date: dt.date,
+) -> DataFrame:
+    """The snapshot at ``snapshot_date``: ``(master_id, snapshot_date, <every feature>)``.
+
+    ``tables`` are the inputs by name (silver tables, golden records) at the versions to read;
+    ``members`` is ``identity.master_members``; ``record_keys`` gives each identity record
+    source's key expressions (``conf/identity.yaml``), the default record link of a source.
+    """
+    customers = members.select(MASTER_ID).distinct()
+    parts = [customers]
+    for name, source in config.sources.items():
+        rows = rows_as_of(source_rows(spark, name, source, tables), source, config, snapshot_date)
+        if source.master_id:
+            rows = rows.withColumnRenamed(source.master_id, MASTER_ID)
+        else:
+            link = source.record or _default_link(name, record_keys)
+            rows = with_master_id(rows, link, members)
+        parts.append(source_features(rows, name, source, config, snapshot_date))
+    stacked = parts[0]
+    for part in parts[1:]:
+        stacked = stacked.unionByName(part, allowMissingColumns=True)
+    columns = [c for c in config.schema if c not in config.derived]
+    collapsed = stacked.groupBy(MASTER_ID).agg(*[F.max(c).alias(c) for c in columns])
+    filled = collapsed.select(
+        MASTER_ID,
+        F.lit(snapshot_date).alias(SNAPSHOT_DATE),
+        *[_filled(c, config) for c in columns],
+    )
+    return with_derived(filled, config)
+
+
+def _filled(column: str, config: FeatureConfig) -> Column:
+    for source in config.sources.values():
+        for name, spec in source.features.items():
+            if column in config.columns_of(name, spec):
+                if spec.agg in _ZERO_WHEN_ABSENT:
+                    return F.coalesce(F.col(column), F.lit(0).cast(result_type(spec))).alias(column)
+                return F.col(column)
+    return F.col(column)
+
+
+def _default_link(name: str, record_keys: Mapping[str, list[str]]) -> RecordLink:
+    if name not in record_keys:
+        raise SchemaError(
+            f"feature source {name}: not an identity record source; give 'record' (source and "
+            f"key) or 'master_id' (identity record sources: {', '.join(sorted(record_keys))})"
+        )
+    return RecordLink(source=name, key=record_keys[name])
+
+
+def with_derived(features: DataFrame, config: FeatureConfig) -> DataFrame:
+    """Add the derived features in order (each may read the ones before it)."""
+    for name, sql in config.derived.items():
+        features = features.withColumn(
+            name, F.expr(sql).cast(config.derived_types.get(name, "double"))
+        )
+    return features
