@@ -122,12 +122,20 @@ class TagDefinition(StrictModel):
         return [part.strip() for part in self.path.split("/")]
 
 
-class TagFile(StrictModel):
-    """One family's file in ``conf/tags/``."""
+class TagFileHeader(StrictModel):
+    """One family's file in ``conf/tags/``: its keys besides the tags."""
 
     owner: str = Field(min_length=1, description="Owner of the file's tags unless a tag names one.")
     description: str = ""
-    tags: list[TagDefinition] = Field(min_length=1)
+    tags: list[Any] = Field(default_factory=list, description="The family's tags.")
+
+
+class TagFile(StrictModel):
+    """One family's file with its valid tags."""
+
+    owner: str
+    description: str = ""
+    tags: list[TagDefinition]
 
 
 class HierarchyFile(StrictModel):
@@ -242,30 +250,48 @@ def _load_hierarchy(path: Path, problems: list[str]) -> dict[str, dict[str, tupl
 
 
 def _load_tag_file(path: Path, problems: list[str]) -> TagFile | None:
+    """The file's tags that are valid; every invalid tag adds its problems (one bad tag never
+    hides the problems of the others)."""
     try:
         data = read_yaml(path)
     except ConfigError as exc:
         problems += [f"{path.name}: {p}" for p in exc.problems]
         return None
+    entries = data.get("tags")
+    header = {**data, "tags": []}
     try:
-        return TagFile.model_validate(data)
+        TagFileHeader.model_validate(header)
     except ValidationError as exc:
-        problems += [
-            f"{path.name}: {_name_the_tag(p, data)}"
-            for p in describe_validation_errors(exc, TagFile)
-        ]
+        problems += [f"{path.name}: {p}" for p in describe_validation_errors(exc, TagFileHeader)]
         return None
+    if not isinstance(entries, list) or not entries:
+        problems.append(f"{path.name}: tags: a non-empty list of tags is required")
+        return None
+    tags = []
+    for index, entry in enumerate(entries):
+        try:
+            tags.append(TagDefinition.model_validate(entry))
+        except ValidationError as exc:
+            code = entry.get("code") if isinstance(entry, dict) else None
+            problems += [
+                f"{path.name}: tag {code or '<no code>'}: tags.{index}{_located(err)}"
+                for err in exc.errors(include_url=False)
+            ]
+    if not tags:
+        return None
+    return TagFile(owner=header["owner"], description=header.get("description", ""), tags=tags)
 
 
-def _name_the_tag(problem: str, data: dict[str, Any]) -> str:
-    """Prefix ``tags.3.values: …`` with the tag's code, so the message names the tag."""
-    match = re.match(r"tags\.(\d+)", problem)
-    tags = data.get("tags")
-    if not match or not isinstance(tags, list) or int(match.group(1)) >= len(tags):
-        return problem
-    entry = tags[int(match.group(1))]
-    code = entry.get("code") if isinstance(entry, dict) else None
-    return f"tag {code or '<no code>'}: {problem}"
+def _located(err: Any) -> str:
+    """``.<key>: <message>`` for one pydantic error of a tag (the whole tag is not repeated)."""
+    loc = ".".join(str(p) for p in err["loc"])
+    where = f".{loc}" if loc else ""
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key (allowed: {', '.join(sorted(TagDefinition.model_fields))})"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" + (f" (got {err['input']!r})" if loc else "")
 
 
 def _tag(path: Path, tag_file: TagFile, definition: TagDefinition) -> Tag:
