@@ -9,6 +9,7 @@ import yaml
 from pyspark.sql import SparkSession
 
 from profilehouse.errors import ConfigError
+from profilehouse.gold.dictionary import tag_dictionary_markdown
 from profilehouse.gold.feature_config import load_feature_config
 from profilehouse.gold.tag_registry import check_tag_sql, load_tag_registry
 
@@ -213,3 +214,14 @@ def test_the_shipped_registry_is_valid(spark: SparkSession) -> None:
     assert {"fact", "rule", "statistic"} <= kinds
     for code in ("holiday_shopper", "stored_value_hoarder", "lifecycle_stage", "rfm_segment"):
         assert code in registry.by_code
+
+
+def test_the_tag_dictionary_in_docs_is_current() -> None:
+    """docs/tag_dictionary.md is what scripts/tag_dictionary.py gives for conf/tags/."""
+    registry = load_tag_registry(load_feature_config().schema)
+    path = Path(__file__).resolve().parents[2] / "docs" / "tag_dictionary.md"
+    text = tag_dictionary_markdown(registry)
+    assert path.read_text(encoding="utf-8") == text, "run scripts/tag_dictionary.py"
+    assert text.count("- **") == len(registry.tags)
+    for top in registry.hierarchy:
+        assert f"\n## {top}\n" in text
