@@ -1,0 +1,118 @@
+"""Audience selection (人群圈选): a boolean expression over tags → a count and a member list.
+
+Tags are named by code or by their Chinese name (``存贷客户 = false AND 高净值客户 IN ('A','B')
+AND 数字活跃 = '高'``). The expression is validated against the registry before any data is
+read: an unknown name, a value a category tag cannot take, or SQL that does not parse or is not
+boolean fails with a message naming it and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pyspark.errors import AnalysisException, ParseException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType
+
+from profilehouse.errors import ProfilehouseError
+from profilehouse.gold.tag_registry import TAG_COLUMN_TYPES, TagRegistry
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
+_COMPARED = re.compile(
+    r"`(?P<code>[a-z][a-z0-9_]*)`\s*(?:=|==|!=|<>)\s*'(?P<value>(?:[^'\\]|\\.)*)'"
+)
+_LISTED = re.compile(r"`(?P<code>[a-z][a-z0-9_]*)`\s+(?:NOT\s+)?IN\s*\((?P<values>[^)]*)\)", re.I)
+
+
+class AudienceError(ProfilehouseError):
+    """An audience expression names an unknown tag or value, or is not a boolean expression."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    expression: str
+    condition: str  # the expression over tag codes
+
+
+def parse_audience(spark: SparkSession, registry: TagRegistry, expression: str) -> Audience:
+    """Translate tag names to codes and validate; raise :class:`AudienceError` naming every
+    problem."""
+    condition = _with_codes(expression, registry)
+    problems = _value_problems(condition, registry)
+    columns = ", ".join(
+        f"`{t.code}` {TAG_COLUMN_TYPES[t.definition.value_type]}" for t in registry.online()
+    )
+    empty = spark.createDataFrame([], columns)
+    try:
+        result = empty.select(F.expr(condition).alias("in_audience")).schema[0].dataType
+    except (ParseException, AnalysisException) as exc:
+        problems.append(_explain(str(exc), registry))
+    else:
+        if not isinstance(result, BooleanType):
+            problems.append(f"the expression gives {result.simpleString()}, not true/false")
+    if problems:
+        raise AudienceError(
+            f"invalid audience {expression!r}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    return Audience(expression, condition)
+
+
+def audience_members(wide: DataFrame, audience: Audience) -> DataFrame:
+    """``(master_id, snapshot_date)`` of the customers in the audience (null counts as no)."""
+    condition: Column = F.coalesce(F.expr(audience.condition), F.lit(False))
+    return wide.where(condition).select("master_id", "snapshot_date")
+
+
+def _with_codes(expression: str, registry: TagRegistry) -> str:
+    """Backquoted codes for tag names and codes outside string literals (longest names first,
+    so 高净值客户 is not read as 高净值 + 客户)."""
+    names: dict[str, str] = {}
+    for tag in registry.online():
+        names[tag.definition.name.zh] = tag.code
+        names[tag.code] = tag.code
+    pattern = re.compile(
+        "|".join(
+            rf"(?<![\w`]){re.escape(n)}(?![\w`])" for n in sorted(names, key=len, reverse=True)
+        )
+    )
+    parts, last = [], 0
+    for literal in _QUOTED.finditer(expression):
+        outside = expression[last : literal.start()]
+        parts.append(pattern.sub(lambda m: f"`{names[m.group(0)]}`", outside))
+        parts.append(literal.group(0))
+        last = literal.end()
+    parts.append(pattern.sub(lambda m: f"`{names[m.group(0)]}`", expression[last:]))
+    return "".join(parts)
+
+
+def _value_problems(condition: str, registry: TagRegistry) -> list[str]:
+    problems = []
+    compared = [(m["code"], m["value"]) for m in _COMPARED.finditer(condition)]
+    for match in _LISTED.finditer(condition):
+        compared += [
+            (match["code"], v) for v in re.findall(r"'((?:[^'\\]|\\.)*)'", match["values"])
+        ]
+    for code, value in compared:
+        tag = registry.by_code.get(code)
+        if tag is None or tag.definition.values is None:
+            continue
+        if value not in tag.definition.values:
+            problems.append(
+                f"tag {tag.definition.name.zh} ({code}) has no value {value!r} "
+                f"(values: {', '.join(tag.definition.values)})"
+            )
+    return problems
+
+
+def _explain(message: str, registry: TagRegistry) -> str:
+    first = message.strip().splitlines()[0] if message.strip() else message
+    unknown = re.search(r"name `([^`]+)` cannot be resolved", first)
+    if unknown:
+        return (
+            f"unknown tag {unknown.group(1)!r}: name a tag by its code or Chinese name "
+            f"(e.g. {', '.join(t.definition.name.zh for t in registry.online()[:5])}, …; see "
+            "docs/tag_dictionary.md)"
+        )
+    return first
