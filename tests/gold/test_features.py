@@ -9,6 +9,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
+from profilehouse.errors import ConfigError
 from profilehouse.gold.feature_config import FeatureConfig
 from profilehouse.gold.features import feature_snapshot
 
@@ -174,3 +175,28 @@ def test_an_earlier_snapshot_sees_only_its_past(
     assert row["balance"] == 100.0  # the May month end, not June's
     assert row["payments_30d"] == 0 and row["last_paid"] is None
     assert row["snapshot_date"] == dt.date(2025, 6, 1)
+
+
+def test_a_feature_that_does_not_analyse_is_named(
+    spark: SparkSession, inputs: dict[str, DataFrame]
+) -> None:
+    broken = CONFIG.model_copy(deep=True)
+    payments = broken.sources["payments"].features
+    payments["paid"] = payments["paid"].model_copy(update={"value": "amount_cny"})
+    tables = {k: v for k, v in inputs.items() if k != "members"}
+    with pytest.raises(ConfigError) as caught:
+        feature_snapshot(spark, broken, tables, inputs["members"], {}, T)
+    assert caught.value.path == "features.yaml"
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("sources.payments.features.paid:")
+    assert "`amount_cny`" in caught.value.problems[0]
+
+
+def test_a_derived_feature_that_does_not_analyse_is_named(
+    spark: SparkSession, inputs: dict[str, DataFrame]
+) -> None:
+    broken = CONFIG.model_copy(update={"derived": {"ratio": "paid_7d / nonexistent"}})
+    tables = {k: v for k, v in inputs.items() if k != "members"}
+    with pytest.raises(ConfigError) as caught:
+        feature_snapshot(spark, broken, tables, inputs["members"], {}, T)
+    assert caught.value.problems[0].startswith("derived.ratio:")

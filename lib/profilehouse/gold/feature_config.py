@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -191,7 +190,7 @@ class FeatureConfig(StrictModel):
     def columns_of(self, name: str, spec: FeatureSpec) -> list[str]:
         return [name if w is None else f"{name}_{w}d" for w in self.windows_of(spec)]
 
-    @cached_property
+    @property
     def schema(self) -> dict[str, str]:
         """Every feature column → its Spark SQL type (what tags may read)."""
         result: dict[str, str] = {}

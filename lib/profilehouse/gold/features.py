@@ -17,11 +17,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 
+from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from profilehouse.errors import SchemaError
+from profilehouse.errors import ConfigError, SchemaError
 from profilehouse.gold.feature_config import (
+    FEATURES_FILE,
     FeatureConfig,
     FeatureSource,
     FeatureSpec,
@@ -111,7 +113,30 @@ def source_features(
     ]
     if not aggregates:
         raise SchemaError(f"feature source {source_name}: no features")
-    return rows.groupBy(MASTER_ID).agg(*aggregates)
+    try:
+        return rows.groupBy(MASTER_ID).agg(*aggregates)
+    except (AnalysisException, ParseException):
+        raise ConfigError(
+            FEATURES_FILE, _feature_problems(rows, source_name, source, snapshot_date)
+        ) from None
+
+
+def _feature_problems(
+    rows: DataFrame, source_name: str, source: FeatureSource, snapshot_date: dt.date
+) -> list[str]:
+    """Each feature of a source whose SQL does not analyse over the source's rows, named."""
+    problems = []
+    for name, spec in source.features.items():
+        try:
+            rows.groupBy(MASTER_ID).agg(_aggregate(spec, source, None, snapshot_date))
+        except (AnalysisException, ParseException) as exc:
+            problems.append(f"sources.{source_name}.features.{name}: {_first_line(exc)}")
+    return problems or [f"sources.{source_name}: its features do not analyse together"]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _event_ts(source: FeatureSource) -> Column:
@@ -201,7 +226,10 @@ def _default_link(name: str, record_keys: Mapping[str, list[str]]) -> RecordLink
 def with_derived(features: DataFrame, config: FeatureConfig) -> DataFrame:
     """Add the derived features in order (each may read the ones before it)."""
     for name, sql in config.derived.items():
-        features = features.withColumn(
-            name, F.expr(sql).cast(config.derived_types.get(name, "double"))
-        )
+        try:
+            features = features.withColumn(
+                name, F.expr(sql).cast(config.derived_types.get(name, "double"))
+            )
+        except (AnalysisException, ParseException) as exc:
+            raise ConfigError(FEATURES_FILE, [f"derived.{name}: {_first_line(exc)}"]) from None
     return features
