@@ -1,0 +1,204 @@
+"""The gold stage on a small hand-made warehouse: point in time both ways, idempotent re-runs,
+the tables it writes and the catalog's figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from profilehouse import delta_io
+from profilehouse.catalog import TableCatalog
+from profilehouse.config import DEFAULT_CONF_DIR, EnvironmentConfig, load_environment
+from profilehouse.gold.feature_config import load_feature_config
+from profilehouse.gold.stage import (
+    CUSTOMER_TAGS,
+    FEATURES,
+    TAG_CATALOG,
+    TAG_VALUES,
+    SnapshotNotKnownError,
+    gold_table,
+    newest_event_date,
+    run_gold_stage,
+)
+from profilehouse.tables import identity_table, silver_table
+
+T = dt.date(2025, 6, 30)
+
+FEATURES_YAML = {
+    "snapshot": {"windows": [30]},
+    "sources": {
+        "shop_orders": {
+            "time": "ts",
+            "record": {"source": "shop_members", "key": ["member_id"]},
+            "features": {
+                "orders": {"agg": "count", "description": "orders"},
+                "spend": {"agg": "sum", "value": "amount", "description": "spend"},
+            },
+        },
+        "golden_records": {
+            "master_id": "master_id",
+            "features": {
+                "city": {
+                    "agg": "max",
+                    "value": "city",
+                    "type": "string",
+                    "windows": False,
+                    "description": "city",
+                }
+            },
+        },
+    },
+    "derived": {"avg_order_30d": "CASE WHEN orders_30d > 0 THEN spend_30d / orders_30d END"},
+}
+TAGS_YAML = {
+    "owner": "test",
+    "tags": [
+        {
+            "code": "buyer",
+            "name": {"zh": "购买客户", "en": "Buyer"},
+            "path": "价值/消费/活跃",
+            "kind": "rule",
+            "value_type": "boolean",
+            "sql": "orders_30d > 0",
+            "description": "bought in 30 days",
+        },
+        {
+            "code": "spend_band",
+            "name": {"zh": "消费层级", "en": "Spend band"},
+            "path": "价值/消费/金额",
+            "kind": "rule",
+            "value_type": "category",
+            "values": ["高", "低"],
+            "sql": "CASE WHEN spend_30d >= 100 THEN '高' WHEN buyer THEN '低' END",
+            "description": "spend in 30 days",
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[EnvironmentConfig, Path, TableCatalog]:
+    root = tmp_path_factory.mktemp("gold")
+    conf = root / "conf"
+    (conf / "tags").mkdir(parents=True)
+    shutil.copy(DEFAULT_CONF_DIR / "identity.yaml", conf / "identity.yaml")
+    (conf / "features.yaml").write_text(yaml.safe_dump(FEATURES_YAML, allow_unicode=True))
+    (conf / "tags" / "hierarchy.yaml").write_text(
+        yaml.safe_dump({"hierarchy": {"价值": {"消费": ["活跃", "金额"]}}}, allow_unicode=True)
+    )
+    (conf / "tags" / "shop.yaml").write_text(yaml.safe_dump(TAGS_YAML, allow_unicode=True))
+    env = load_environment("test").model_copy(update={"warehouse": str(root / "warehouse")})
+    catalog = TableCatalog.for_environment(env)
+    orders = spark.createDataFrame(
+        [
+            ("o1", "m1", dt.datetime(2025, 6, 10, 9), 80.0),
+            ("o2", "m1", dt.datetime(2025, 6, 29, 9), 40.0),
+            ("o3", "m2", dt.datetime(2025, 6, 20, 9), 10.0),
+        ],
+        "order_id string, member_id string, ts timestamp, amount double",
+    )
+    delta_io.write_table(orders, silver_table(catalog, "shop_orders"))
+    members = spark.createDataFrame(
+        [("shop_members|m1", "M1"), ("shop_members|m2", "M2"), ("shop_members|m3", "M3")],
+        "record_id string, master_id string",
+    )
+    delta_io.write_table(members, identity_table(catalog, "master_members"))
+    golden = spark.createDataFrame(
+        [("M1", "上海"), ("M2", "北京"), ("M3", None)], "master_id string, city string"
+    )
+    delta_io.write_table(golden, identity_table(catalog, "golden_records"))
+    return env, conf, catalog
+
+
+def _snapshot(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFrame:
+    return delta_io.read_table(spark, gold_table(catalog, name)).where(
+        F.col("snapshot_date") == F.lit(T)
+    )
+
+
+@pytest.fixture(scope="module")
+def first(spark: SparkSession, warehouse) -> DataFrame:
+    env, conf, catalog = warehouse
+    result = run_gold_stage(spark, env, conf, run_id="gold-1", snapshot_date=T)
+    assert (result.snapshot_date, result.customers, result.tags) == (T, 3, 2)
+    return _snapshot(spark, catalog, FEATURES).localCheckpoint()
+
+
+def test_the_snapshot_tables(spark: SparkSession, warehouse, first: DataFrame) -> None:
+    _, _, catalog = warehouse
+    got = first.select("master_id", "orders_30d", "spend_30d", "city", "avg_order_30d")
+    expected = spark.createDataFrame(
+        [("M1", 2, 120.0, "上海", 60.0), ("M2", 1, 10.0, "北京", 10.0), ("M3", 0, 0.0, None, None)],
+        got.schema,
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    tags = _snapshot(spark, catalog, CUSTOMER_TAGS).select("master_id", "buyer", "spend_band")
+    assert sorted(tuple(r) for r in tags.collect()) == [
+        ("M1", True, "高"),
+        ("M2", True, "低"),
+        ("M3", False, None),
+    ]
+    values = _snapshot(spark, catalog, TAG_VALUES)
+    assert values.count() == 5  # 3 buyer values + 2 spend bands (M3's is null)
+    entry = _snapshot(spark, catalog, TAG_CATALOG).where("tag_code = 'spend_band'").first()
+    assert entry["name_zh"] == "消费层级" and entry["path"] == "价值/消费/金额"
+    assert entry["coverage"] == pytest.approx(2 / 3)
+    assert entry["distribution"] == {"高": 1, "低": 1}
+    assert entry["invalid_values"] == 0
+
+
+def test_late_and_future_records_point_in_time_both_ways(
+    spark: SparkSession, warehouse, first: DataFrame
+) -> None:
+    env, conf, catalog = warehouse
+    late = spark.createDataFrame(
+        [
+            ("o4", "m3", dt.datetime(2025, 6, 30, 23, 0), 500.0),  # late: on T, arrives after
+            ("o5", "m2", dt.datetime(2025, 7, 1, 8, 0), 900.0),  # after T
+        ],
+        "order_id string, member_id string, ts timestamp, amount double",
+    )
+    delta_io.write_table(late, silver_table(catalog, "shop_orders"), mode="append")
+
+    run_gold_stage(spark, env, conf, run_id="gold-known", snapshot_date=T, known_at=True)
+    known = _snapshot(spark, catalog, FEATURES)
+    assert_df_equality(known, first, ignore_row_order=True, ignore_nullable=True)
+
+    run_gold_stage(spark, env, conf, run_id="gold-2", snapshot_date=T)
+    now = _snapshot(spark, catalog, FEATURES)
+    assert now.count() == 3  # the partition is replaced, never appended to
+    rows = {r["master_id"]: (r["orders_30d"], r["spend_30d"]) for r in now.collect()}
+    assert rows == {"M1": (2, 120.0), "M2": (1, 10.0), "M3": (1, 500.0)}  # late in, future out
+
+    # remaking the snapshot as known at still gives what the first run saw
+    run_gold_stage(spark, env, conf, run_id="gold-known-2", snapshot_date=T, known_at=True)
+    assert_df_equality(
+        _snapshot(spark, catalog, FEATURES), first, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_as_known_at_needs_a_snapshot_a_run_made(spark: SparkSession, warehouse) -> None:
+    env, conf, _ = warehouse
+    with pytest.raises(SnapshotNotKnownError, match="2025-01-01"):
+        run_gold_stage(spark, env, conf, snapshot_date=dt.date(2025, 1, 1), known_at=True)
+
+
+def test_the_default_snapshot_date_is_the_newest_event_date(spark: SparkSession, warehouse):
+    _, conf, catalog = warehouse
+    config = load_feature_config(conf)
+    tables = {
+        "shop_orders": delta_io.read_table(spark, silver_table(catalog, "shop_orders")).where(
+            F.col("ts") < F.lit(dt.datetime(2025, 6, 30))
+        ),
+        "golden_records": delta_io.read_table(spark, identity_table(catalog, "golden_records")),
+    }
+    assert newest_event_date(spark, config, tables) == dt.date(2025, 6, 29)
