@@ -20,6 +20,7 @@ from profilehouse.gold.feature_config import load_feature_config
 from profilehouse.gold.stage import (
     CUSTOMER_TAGS,
     FEATURES,
+    KPI_DAILY,
     TAG_CATALOG,
     TAG_VALUES,
     SnapshotNotKnownError,
@@ -57,6 +58,29 @@ FEATURES_YAML = {
     },
     "derived": {"avg_order_30d": "CASE WHEN orders_30d > 0 THEN spend_30d / orders_30d END"},
 }
+KPIS_YAML = {
+    "dimensions": ["city"],
+    "kpis": {
+        "buyers": {
+            "name": {"zh": "购买客户数", "en": "Buyers"},
+            "kind": "count",
+            "condition": "buyer",
+        },
+        "new_buyer_rate": {
+            "name": {"zh": "新购买率", "en": "New buyer rate"},
+            "kind": "rate",
+            "window_days": 30,
+            "denominator": "NOT start.buyer",
+            "numerator": "buyer",
+        },
+        "order_value": {
+            "name": {"zh": "客单价", "en": "Order value"},
+            "kind": "ratio",
+            "numerator": "spend_30d",
+            "denominator": "orders_30d",
+        },
+    },
+}
 TAGS_YAML = {
     "owner": "test",
     "tags": [
@@ -92,6 +116,7 @@ def warehouse(
     (conf / "tags").mkdir(parents=True)
     shutil.copy(DEFAULT_CONF_DIR / "identity.yaml", conf / "identity.yaml")
     (conf / "features.yaml").write_text(yaml.safe_dump(FEATURES_YAML, allow_unicode=True))
+    (conf / "kpis.yaml").write_text(yaml.safe_dump(KPIS_YAML, allow_unicode=True))
     (conf / "tags" / "hierarchy.yaml").write_text(
         yaml.safe_dump({"hierarchy": {"价值": {"消费": ["活跃", "金额"]}}}, allow_unicode=True)
     )
@@ -154,6 +179,28 @@ def test_the_snapshot_tables(spark: SparkSession, warehouse, first: DataFrame) -
     assert entry["coverage"] == pytest.approx(2 / 3)
     assert entry["distribution"] == {"高": 1, "低": 1}
     assert entry["invalid_values"] == 0
+
+
+def test_kpis_overall_and_by_dimension(spark: SparkSession, warehouse, first: DataFrame) -> None:
+    _, _, catalog = warehouse
+    kpis = {
+        (r["kpi_code"], r["dimension"], r["dimension_value"]): (
+            r["numerator"],
+            r["denominator"],
+            r["value"],
+        )
+        for r in _snapshot(spark, catalog, KPI_DAILY).collect()
+    }
+    assert kpis[("buyers", "all", "all")] == (2.0, None, 2.0)
+    assert kpis[("buyers", "city", "上海")][2] == 1.0
+    assert kpis[("buyers", "city", "未知")][2] == 0.0
+    # nobody had bought by the window's start (a snapshot the stage made for it)
+    assert kpis[("new_buyer_rate", "all", "all")] == (2.0, 3.0, pytest.approx(2 / 3))
+    assert kpis[("order_value", "all", "all")] == (130.0, 3.0, pytest.approx(130 / 3))
+    start = delta_io.read_table(spark, gold_table(catalog, CUSTOMER_TAGS)).where(
+        F.col("snapshot_date") == F.lit(dt.date(2025, 5, 31))
+    )
+    assert start.count() == 3
 
 
 def test_late_and_future_records_point_in_time_both_ways(

@@ -38,6 +38,7 @@ from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import ProfilehouseError
 from profilehouse.gold.feature_config import FeatureConfig, load_feature_config
 from profilehouse.gold.features import MASTER_ID, SNAPSHOT_DATE, feature_snapshot, source_rows
+from profilehouse.gold.kpis import kpi_values, load_kpi_config, start_column
 from profilehouse.gold.tag_registry import TagRegistry, check_tag_sql, load_tag_registry
 from profilehouse.gold.tags import INVALID_TAGS, long_tag_values, tag_values
 from profilehouse.identity.settings import load_identity_settings
@@ -50,7 +51,10 @@ CUSTOMER_TAGS = "customer_tags"
 TAG_VALUES = "tag_values"
 TAG_CATALOG = "tag_catalog"
 SNAPSHOT_RUNS = "snapshot_runs"
-GOLD_TABLES = frozenset({FEATURES, CUSTOMER_TAGS, TAG_VALUES, TAG_CATALOG, SNAPSHOT_RUNS})
+KPI_DAILY = "kpi_daily"
+GOLD_TABLES = frozenset(
+    {FEATURES, CUSTOMER_TAGS, TAG_VALUES, TAG_CATALOG, SNAPSHOT_RUNS, KPI_DAILY}
+)
 
 IDENTITY_INPUTS = ("master_members", "golden_records")
 
@@ -129,23 +133,21 @@ def _run(
     log.info(
         f"  gold: snapshot {snapshot_date} ({'as known at' if known_at else 'as of event time'})"
     )
-    features = feature_snapshot(
-        spark, config, tables, tables["master_members"], record_keys, snapshot_date
-    )
-    features_ref = gold_table(catalog, FEATURES)
-    _replace_snapshot(features, features_ref, snapshot_date)
-    stored = delta_io.read_table(spark, features_ref).where(
-        F.col(SNAPSHOT_DATE) == F.lit(snapshot_date)
-    )
-    wide = tag_values(stored, registry)
-    wide_ref = gold_table(catalog, CUSTOMER_TAGS)
-    _replace_snapshot(wide, wide_ref, snapshot_date)
-    wide = delta_io.read_table(spark, wide_ref).where(F.col(SNAPSHOT_DATE) == F.lit(snapshot_date))
-    _replace_snapshot(
-        long_tag_values(wide, registry), gold_table(catalog, TAG_VALUES), snapshot_date
-    )
+    wide = _make_snapshot(spark, catalog, config, registry, tables, record_keys, snapshot_date)
     catalog_rows, coverage, customers = tag_catalog(spark, catalog, registry, wide, snapshot_date)
     _replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
+    kpis = load_kpi_config(conf_dir)
+    starts = {}
+    for window in kpis.windows():
+        start_date = snapshot_date - dt.timedelta(days=window)
+        if not _snapshot_exists(spark, catalog, start_date):
+            log.info(f"  gold: making the {start_date} snapshot ({window}-day KPIs start there)")
+            _make_snapshot(spark, catalog, config, registry, tables, record_keys, start_date)
+        starts[window] = _customers(spark, catalog, start_date)
+    kpi_rows = kpi_values(
+        _with_starts(_customers(spark, catalog, snapshot_date), starts), kpis, snapshot_date
+    )
+    _replace_snapshot(kpi_rows, gold_table(catalog, KPI_DAILY), snapshot_date)
     if not known_at:
         _record_run(spark, catalog, run_id, snapshot_date, versions)
     seconds = time.perf_counter() - started
@@ -162,6 +164,59 @@ def _run(
         coverage=coverage,
         seconds=seconds,
     )
+
+
+def _make_snapshot(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    config: FeatureConfig,
+    registry: TagRegistry,
+    tables: Mapping[str, DataFrame],
+    record_keys: Mapping[str, list[str]],
+    snapshot_date: dt.date,
+) -> DataFrame:
+    """Write the features, wide and long tags of ``snapshot_date``; return the stored wide tags."""
+    features = feature_snapshot(
+        spark, config, tables, tables["master_members"], record_keys, snapshot_date
+    )
+    features_ref = gold_table(catalog, FEATURES)
+    _replace_snapshot(features, features_ref, snapshot_date)
+    stored = _stored(spark, catalog, FEATURES, snapshot_date)
+    wide_ref = gold_table(catalog, CUSTOMER_TAGS)
+    _replace_snapshot(tag_values(stored, registry), wide_ref, snapshot_date)
+    wide = _stored(spark, catalog, CUSTOMER_TAGS, snapshot_date)
+    _replace_snapshot(
+        long_tag_values(wide, registry), gold_table(catalog, TAG_VALUES), snapshot_date
+    )
+    return wide
+
+
+def _stored(spark: SparkSession, catalog: TableCatalog, name: str, day: dt.date) -> DataFrame:
+    return delta_io.read_table(spark, gold_table(catalog, name)).where(
+        F.col(SNAPSHOT_DATE) == F.lit(day)
+    )
+
+
+def _snapshot_exists(spark: SparkSession, catalog: TableCatalog, day: dt.date) -> bool:
+    ref = gold_table(catalog, CUSTOMER_TAGS)
+    return delta_io.table_exists(spark, ref) and bool(
+        _stored(spark, catalog, CUSTOMER_TAGS, day).limit(1).count()
+    )
+
+
+def _customers(spark: SparkSession, catalog: TableCatalog, day: dt.date) -> DataFrame:
+    """One row per customer: the snapshot's features and tags side by side."""
+    tags = _stored(spark, catalog, CUSTOMER_TAGS, day).drop(SNAPSHOT_DATE, INVALID_TAGS)
+    return _stored(spark, catalog, FEATURES, day).join(tags, MASTER_ID, "left")
+
+
+def _with_starts(customers: DataFrame, starts: Mapping[int, DataFrame]) -> DataFrame:
+    """``customers`` with, per window, a struct ``start_<w>d`` of the same customer's row at
+    the window's start (null when the customer was not there yet)."""
+    for window, start in starts.items():
+        packed = start.select(MASTER_ID, F.struct(*start.columns).alias(start_column(window)))
+        customers = customers.join(packed, MASTER_ID, "left")
+    return customers
 
 
 def input_table_names(config: FeatureConfig) -> list[str]:
