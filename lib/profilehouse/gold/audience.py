@@ -8,7 +8,9 @@ boolean fails with a message naming it and what is allowed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import time
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException, ParseException
@@ -16,9 +18,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
+from profilehouse import delta_io
+from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.errors import ProfilehouseError
 from profilehouse.gold.tag_registry import TAG_COLUMN_TYPES, TagRegistry
 
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
 _COMPARED = re.compile(
     r"`(?P<code>[a-z][a-z0-9_]*)`\s*(?:=|==|!=|<>)\s*'(?P<value>(?:[^'\\]|\\.)*)'"
@@ -116,3 +121,53 @@ def _explain(message: str, registry: TagRegistry) -> str:
             "docs/tag_dictionary.md)"
         )
     return first
+
+
+@dataclass(frozen=True)
+class AudienceResult:
+    name: str
+    expression: str
+    snapshot_date: dt.date
+    count: int
+    seconds_to_count: float
+    table: str
+
+
+def select_audience(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    registry: TagRegistry,
+    name: str,
+    expression: str,
+    snapshot_date: dt.date | None = None,
+) -> AudienceResult:
+    """Count the audience on ``gold.customer_tags`` at ``snapshot_date`` (default: the newest
+    snapshot), then write its members to ``gold.audiences`` (the audience's rows for that
+    snapshot replaced, so a re-run never duplicates)."""
+    if not _NAME.match(name):
+        raise AudienceError(f"audience name {name!r} must be lower_snake_case")
+    audience = parse_audience(spark, registry, expression)
+    wide = delta_io.read_table(spark, catalog.table(Layer.GOLD, "customer_tags"))
+    if snapshot_date is None:
+        newest = wide.agg(F.max("snapshot_date").alias("d")).first()
+        if newest is None or newest["d"] is None:
+            raise AudienceError("gold.customer_tags holds no snapshot yet: run the gold stage")
+        snapshot_date = newest["d"]
+    members = audience_members(wide.where(F.col("snapshot_date") == F.lit(snapshot_date)), audience)
+    started = time.perf_counter()
+    count = members.count()
+    seconds = time.perf_counter() - started
+    ref = catalog.table(Layer.GOLD, "audiences")
+    rows = members.select(
+        F.lit(name).alias("audience"),
+        "snapshot_date",
+        "master_id",
+        F.lit(expression).alias("expression"),
+        F.lit(audience.condition).alias("condition"),
+    )
+    replace = f"audience = '{name}' AND snapshot_date = DATE'{snapshot_date.isoformat()}'"
+    if delta_io.table_exists(spark, ref):
+        delta_io.write_table(rows, ref, mode="overwrite", options={"replaceWhere": replace})
+    else:
+        delta_io.write_table(rows, ref, partition_by=["audience"])
+    return AudienceResult(name, expression, snapshot_date, count, seconds, ref.qualified_name)
