@@ -14,8 +14,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse import delta_io
-from profilehouse.catalog import TableCatalog
+from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.config import DEFAULT_CONF_DIR, EnvironmentConfig, load_environment
+from profilehouse.gold.audience import AudienceError, select_audience
 from profilehouse.gold.feature_config import load_feature_config
 from profilehouse.gold.stage import (
     CUSTOMER_TAGS,
@@ -28,6 +29,7 @@ from profilehouse.gold.stage import (
     newest_event_date,
     run_gold_stage,
 )
+from profilehouse.gold.tag_registry import load_tag_registry
 from profilehouse.tables import identity_table, silver_table
 
 T = dt.date(2025, 6, 30)
@@ -201,6 +203,22 @@ def test_kpis_overall_and_by_dimension(spark: SparkSession, warehouse, first: Da
         F.col("snapshot_date") == F.lit(dt.date(2025, 5, 31))
     )
     assert start.count() == 3
+
+
+def test_an_audience_is_counted_and_its_members_written_once(
+    spark: SparkSession, warehouse, first: DataFrame
+) -> None:
+    _, conf, catalog = warehouse
+    registry = load_tag_registry(load_feature_config(conf).schema, conf)
+    for _ in range(2):  # a re-run replaces the audience's rows
+        result = select_audience(
+            spark, catalog, registry, "big_buyers", "购买客户 AND 消费层级 = '高'"
+        )
+    assert (result.count, result.snapshot_date) == (1, T)
+    members = delta_io.read_table(spark, catalog.table(Layer.GOLD, "audiences"))
+    assert [(r["audience"], r["master_id"]) for r in members.collect()] == [("big_buyers", "M1")]
+    with pytest.raises(AudienceError, match="has no value '中'"):
+        select_audience(spark, catalog, registry, "mid", "消费层级 = '中'")
 
 
 def test_late_and_future_records_point_in_time_both_ways(
