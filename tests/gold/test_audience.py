@@ -8,12 +8,12 @@ from pyspark.sql import DataFrame, SparkSession
 
 from profilehouse.gold.audience import AudienceError, audience_members, parse_audience
 from profilehouse.gold.tags import tag_values
-from tests.gold.test_tags import REGISTRY, _features
+from tests.gold.customers import REGISTRY, customer_features
 
 
 @pytest.fixture(scope="module")
 def wide(spark: SparkSession) -> DataFrame:
-    return tag_values(_features(spark), REGISTRY).cache()
+    return tag_values(customer_features(spark), REGISTRY).cache()
 
 
 def _members(spark: SparkSession, wide: DataFrame, expression: str) -> list[str]:

@@ -11,13 +11,13 @@ from pyspark.sql import functions as F
 from profilehouse.errors import ConfigError
 from profilehouse.gold.kpis import KpiConfig, kpi_values, load_kpi_config, start_column
 from profilehouse.gold.tags import INVALID_TAGS, tag_values
-from tests.gold.test_tags import REGISTRY, T, _features
+from tests.gold.customers import REGISTRY, T, customer_features
 
 CONFIG = load_kpi_config()
 
 
 def _customers(spark: SparkSession) -> DataFrame:
-    features = _features(spark)
+    features = customer_features(spark)
     tags = tag_values(features, REGISTRY).drop("snapshot_date", INVALID_TAGS)
     return features.join(tags, "master_id")
 
