@@ -105,6 +105,15 @@ TAGS_YAML = {
             "sql": "CASE WHEN spend_30d >= 100 THEN '高' WHEN buyer THEN '低' END",
             "description": "spend in 30 days",
         },
+        {
+            "code": "spend_value",
+            "name": {"zh": "近30天消费", "en": "Spend in 30 days"},
+            "path": "价值/消费/金额",
+            "kind": "statistic",
+            "value_type": "number",
+            "sql": "spend_30d",
+            "description": "spend in 30 days",
+        },
     ],
 }
 
@@ -156,7 +165,7 @@ def _snapshot(spark: SparkSession, catalog: TableCatalog, name: str) -> DataFram
 def first(spark: SparkSession, warehouse) -> DataFrame:
     env, conf, catalog = warehouse
     result = run_gold_stage(spark, env, conf, run_id="gold-1", snapshot_date=T)
-    assert (result.snapshot_date, result.customers, result.tags) == (T, 3, 2)
+    assert (result.snapshot_date, result.customers, result.tags) == (T, 3, 3)
     return _snapshot(spark, catalog, FEATURES).localCheckpoint()
 
 
@@ -175,12 +184,15 @@ def test_the_snapshot_tables(spark: SparkSession, warehouse, first: DataFrame) -
         ("M3", False, None),
     ]
     values = _snapshot(spark, catalog, TAG_VALUES)
-    assert values.count() == 5  # 3 buyer values + 2 spend bands (M3's is null)
+    assert values.count() == 8  # 3 buyer values, 2 spend bands (M3's is null), 3 amounts
     entry = _snapshot(spark, catalog, TAG_CATALOG).where("tag_code = 'spend_band'").first()
     assert entry["name_zh"] == "消费层级" and entry["path"] == "价值/消费/金额"
     assert entry["coverage"] == pytest.approx(2 / 3)
     assert entry["distribution"] == {"高": 1, "低": 1}
-    assert entry["invalid_values"] == 0
+    assert entry["invalid_values"] == 0 and entry["quantiles"] is None
+    amounts = _snapshot(spark, catalog, TAG_CATALOG).where("tag_code = 'spend_value'").first()
+    assert amounts["quantiles"] == [0.0, 0.0, 10.0, 120.0, 120.0]  # min, quartiles, max
+    assert amounts["distribution"] is None
 
 
 def test_kpis_overall_and_by_dimension(spark: SparkSession, warehouse, first: DataFrame) -> None:

@@ -361,6 +361,7 @@ def tag_catalog(
         .agg(F.count("*").alias("invalid_values"))
     )
     changed = _changed_since_previous(spark, catalog, registry, wide, snapshot_date)
+    quantiles = _numeric_quantiles(spark, registry, wide)
     meta = spark.createDataFrame(
         [
             (
@@ -399,15 +400,45 @@ def tag_catalog(
         .withColumn("coverage", F.col("with_value") / F.greatest(F.lit(customers), F.lit(1)))
         .withColumn(
             "distribution",
-            F.map_from_entries(F.transform("top", lambda e: F.struct(e["value"], e["n"]))),
+            F.when(
+                F.col("value_type") != "number",
+                F.map_from_entries(F.transform("top", lambda e: F.struct(e["value"], e["n"]))),
+            ),
         )
         .drop("top")
+        .join(quantiles, "tag_code", "left")
     )
     stored = rows.localCheckpoint()
     coverage = {
         r["tag_code"]: float(r["coverage"]) for r in stored.select("tag_code", "coverage").collect()
     }
     return stored, coverage, customers
+
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _numeric_quantiles(spark: SparkSession, registry: TagRegistry, wide: DataFrame) -> DataFrame:
+    """``(tag_code, quantiles)``: min, quartiles and max of every numeric tag, in one aggregate
+    (the distribution of exact values says little for amounts)."""
+    numeric = [
+        t.code for t in registry.online() if t.definition.value_type in ("integer", "number")
+    ]
+    empty = spark.createDataFrame([], "tag_code string, quantiles array<double>")
+    if not numeric:
+        return empty
+    row = wide.agg(
+        *[
+            F.percentile_approx(F.col(c).cast("double"), list(QUANTILES), 10_000).alias(c)
+            for c in numeric
+        ]
+    ).first()
+    if row is None:
+        return empty
+    return spark.createDataFrame(
+        [(c, [float(v) for v in row[c]] if row[c] else None) for c in numeric],
+        "tag_code string, quantiles array<double>",
+    )
 
 
 def _changed_since_previous(
