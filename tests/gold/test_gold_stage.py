@@ -279,3 +279,21 @@ def test_the_default_snapshot_date_is_the_newest_event_date(spark: SparkSession,
         "golden_records": delta_io.read_table(spark, identity_table(catalog, "golden_records")),
     }
     assert newest_event_date(spark, config, tables) == dt.date(2025, 6, 29)
+
+
+def test_a_tag_added_to_the_config_joins_the_tables(spark: SparkSession, warehouse) -> None:
+    env, conf, catalog = warehouse
+    shopper = {
+        **TAGS_YAML["tags"][0],
+        "code": "shopper",
+        "name": {"zh": "购物客户", "en": "Shopper"},
+    }
+    added = {**TAGS_YAML, "tags": [*TAGS_YAML["tags"], shopper]}
+    (conf / "tags" / "shop.yaml").write_text(yaml.safe_dump(added, allow_unicode=True))
+    run_gold_stage(spark, env, conf, run_id="gold-3", snapshot_date=T)
+    wide = delta_io.read_table(spark, gold_table(catalog, CUSTOMER_TAGS))
+    by_date = {
+        r["snapshot_date"]: r["n"]
+        for r in wide.groupBy("snapshot_date").agg(F.count("shopper").alias("n")).collect()
+    }
+    assert by_date == {T: 3, dt.date(2025, 5, 31): 0}  # the older snapshot reads null

@@ -86,6 +86,12 @@ def test_duplicate_codes_across_files(tmp_path: Path) -> None:
     assert problem.startswith("retail.yaml: tag rich:") and "bank.yaml" in problem
 
 
+def test_chinese_names_are_unique(tmp_path: Path) -> None:
+    twin = _tag("twin", name={"zh": "标签rich", "en": "Twin"})
+    problem = _one(_problems(tmp_path, {"bank": [_tag("rich"), twin]}), "is also the name")
+    assert problem.startswith("bank.yaml: tag twin: name '标签rich'") and "rich" in problem
+
+
 def test_a_code_may_not_shadow_a_feature(tmp_path: Path) -> None:
     problem = _one(_problems(tmp_path, {"bank": [_tag("aum")]}), "feature's name")
     assert problem.startswith("bank.yaml: tag aum:")

@@ -143,6 +143,8 @@ def _run(
         if not _snapshot_exists(spark, catalog, start_date):
             log.info(f"  gold: making the {start_date} snapshot ({window}-day KPIs start there)")
             _make_snapshot(spark, catalog, config, registry, tables, record_keys, start_date)
+            if not known_at:
+                _record_run(spark, catalog, run_id, start_date, versions)
         starts[window] = _customers(spark, catalog, start_date)
     kpi_rows = kpi_values(
         _with_starts(_customers(spark, catalog, snapshot_date), starts), kpis, snapshot_date
@@ -322,8 +324,13 @@ def newest_event_date(
 
 
 def _replace_snapshot(df: DataFrame, ref: TableRef, snapshot_date: dt.date) -> None:
-    """Write ``df`` as the ``snapshot_date`` partition of ``ref``, replacing it whole."""
-    options = {"replaceWhere": f"{SNAPSHOT_DATE} = DATE'{snapshot_date.isoformat()}'"}
+    """Write ``df`` as the ``snapshot_date`` partition of ``ref``, replacing it whole. New
+    columns (a feature or tag added to the config) join the table; earlier snapshots keep
+    theirs and read null for them."""
+    options = {
+        "replaceWhere": f"{SNAPSHOT_DATE} = DATE'{snapshot_date.isoformat()}'",
+        "mergeSchema": "true",
+    }
     spark = df.sparkSession
     if not delta_io.table_exists(spark, ref):
         delta_io.write_table(df, ref, partition_by=[SNAPSHOT_DATE])

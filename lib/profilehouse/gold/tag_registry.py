@@ -222,6 +222,7 @@ def load_tag_registry(
     tags, input_problems = _with_inputs(tags, features)
     problems += input_problems
     problems += _duplicate_codes(tags)
+    problems += _duplicate_names(tags)
     problems += _feature_shadows(tags, features)
     problems += _hierarchy_problems(tags, hierarchy)
     problems += _value_literal_problems(tags)
@@ -389,6 +390,21 @@ def _duplicate_codes(tags: list[Tag]) -> list[str]:
             )
         else:
             first[key] = tag
+    return problems
+
+
+def _duplicate_names(tags: list[Tag]) -> list[str]:
+    """Chinese names must be unique too: audiences and business users name tags by them."""
+    first: dict[str, Tag] = {}
+    problems = []
+    for tag in tags:
+        name = tag.definition.name.zh
+        if name in first and first[name].code != tag.code:
+            other = first[name]
+            problems.append(
+                f"{_label(tag)}: name {name!r} is also the name of tag {other.code} ({other.file})"
+            )
+        first.setdefault(name, tag)
     return problems
 
 
