@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from profilehouse.config import EnvironmentConfig, load_environment
-from profilehouse.errors import ProfilehouseError
+from profilehouse.errors import SPARK_ERROR_LOGGERS, ProfilehouseError, first_error_line
 from profilehouse.logs import log_to_console
 
 DEBUG_ENV = "PROFILEHOUSE_DEBUG"
@@ -31,7 +31,6 @@ EXIT_ERROR = 2  # a failure the user can fix (input, config, schema)
 EXIT_INTERNAL = 1  # anything else: a bug, reported the same way
 _MAX_MESSAGE = 600
 # PySpark logs every analysis error with its Java trace as JSON to stderr through these
-_SPARK_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def _quiet_spark_error_loggers() -> None:
     failure is reported as one line and its trace goes to the log file."""
     from pyspark.logger import PySparkLogger
 
-    for name in _SPARK_ERROR_LOGGERS:
+    for name in SPARK_ERROR_LOGGERS:
         PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
@@ -114,19 +113,10 @@ def one_line_message(exc: BaseException) -> str:
         lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines()]
         text = "; ".join(line for line in lines if line).replace(":; ", ": ")
     else:
-        text = _first_meaningful_line(str(exc))
+        text = first_error_line(str(exc))
         if not _is_user_error(exc):
             text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
-
-
-def _first_meaningful_line(text: str) -> str:
-    """First line of a (Py4J-wrapped) JVM error that is not Py4J's or Python's preamble."""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith(("An error occurred", "Traceback", "JVM stacktrace")):
-            return line.removeprefix("py4j.protocol.Py4JJavaError: ")
-    return "(no message)"
 
 
 def _is_user_error(exc: BaseException) -> bool:

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+# PySpark's loggers that print a JSON error record (with a Java trace) for every analysis error.
+SPARK_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+
+def first_error_line(text: str) -> str:
+    """First line of a (Py4J-wrapped) JVM error that is not Py4J's or Python's preamble."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("An error occurred", "Traceback", "JVM stacktrace")):
+            return line.removeprefix("py4j.protocol.Py4JJavaError: ")
+    return "(no message)"
+
 
 class ProfilehouseError(Exception):
     """Base class for every error this library raises on purpose."""

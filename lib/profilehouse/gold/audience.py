@@ -20,7 +20,7 @@ from pyspark.sql.types import BooleanType
 
 from profilehouse import delta_io
 from profilehouse.catalog import Layer, TableCatalog
-from profilehouse.errors import ProfilehouseError
+from profilehouse.errors import ProfilehouseError, first_error_line
 from profilehouse.gold.tag_registry import TAG_COLUMN_TYPES, TagRegistry
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -112,7 +112,7 @@ def _value_problems(condition: str, registry: TagRegistry) -> list[str]:
 
 
 def _explain(message: str, registry: TagRegistry) -> str:
-    first = message.strip().splitlines()[0] if message.strip() else message
+    first = first_error_line(message)
     unknown = re.search(r"name `([^`]+)` cannot be resolved", first)
     if unknown:
         return (

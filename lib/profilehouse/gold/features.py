@@ -21,7 +21,7 @@ from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from profilehouse.errors import ConfigError, SchemaError
+from profilehouse.errors import ConfigError, SchemaError, first_error_line
 from profilehouse.gold.feature_config import (
     FEATURES_FILE,
     FeatureConfig,
@@ -130,13 +130,8 @@ def _feature_problems(
         try:
             rows.groupBy(MASTER_ID).agg(_aggregate(spec, source, None, snapshot_date))
         except (AnalysisException, ParseException) as exc:
-            problems.append(f"sources.{source_name}.features.{name}: {_first_line(exc)}")
+            problems.append(f"sources.{source_name}.features.{name}: {first_error_line(str(exc))}")
     return problems or [f"sources.{source_name}: its features do not analyse together"]
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _event_ts(source: FeatureSource) -> Column:
@@ -231,5 +226,7 @@ def with_derived(features: DataFrame, config: FeatureConfig) -> DataFrame:
                 name, F.expr(sql).cast(config.derived_types.get(name, "double"))
             )
         except (AnalysisException, ParseException) as exc:
-            raise ConfigError(FEATURES_FILE, [f"derived.{name}: {_first_line(exc)}"]) from None
+            raise ConfigError(
+                FEATURES_FILE, [f"derived.{name}: {first_error_line(str(exc))}"]
+            ) from None
     return features

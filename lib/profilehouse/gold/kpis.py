@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from profilehouse.config import StrictModel, conf_path, load_model
-from profilehouse.errors import ConfigError
+from profilehouse.errors import ConfigError, first_error_line
 
 KPIS_FILE = "kpis.yaml"
 ALL = "all"
@@ -105,8 +105,7 @@ def _problems(customers: DataFrame, config: KpiConfig) -> list[str]:
             try:
                 customers.select(_sql(kpi, part))
             except (AnalysisException, ParseException) as exc:
-                first = str(exc).strip().splitlines()[0]
-                problems.append(f"kpis.{code}.{label}: {first}")
+                problems.append(f"kpis.{code}.{label}: {first_error_line(str(exc))}")
     return problems or ["the KPIs do not analyse together"]
 
 

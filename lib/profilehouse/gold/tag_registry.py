@@ -41,7 +41,7 @@ from pyspark.sql.types import (
 )
 
 from profilehouse.config import StrictModel, conf_path, describe_validation_errors, read_yaml
-from profilehouse.errors import ConfigError
+from profilehouse.errors import SPARK_ERROR_LOGGERS, ConfigError, first_error_line
 from profilehouse.gold.builtins import BUILTINS
 
 HIERARCHY_FILE = "hierarchy.yaml"
@@ -575,16 +575,13 @@ def _analysed_type(frame: DataFrame, sql: str) -> DataType | str:
     try:
         return frame.select(F.expr(sql)).schema[0].dataType
     except (ParseException, AnalysisException) as exc:
-        return _first_line(exc)
+        return first_error_line(str(exc))
 
 
 @contextmanager
 def _quiet_analysis_errors() -> Iterator[None]:
     """PySpark logs every analysis error it raises; here they are expected and reported."""
-    loggers = [
-        PySparkLogger.getLogger(name)
-        for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
-    ]
+    loggers = [PySparkLogger.getLogger(name) for name in SPARK_ERROR_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
@@ -605,8 +602,3 @@ def _fits(data_type: DataType, value_type: str) -> bool:
     if value_type == "number":
         return isinstance(data_type, NumericType)
     return isinstance(data_type, DateType)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
