@@ -38,7 +38,8 @@ def event_ts_expr(
     """A timestamp in [start, end] (dates, inclusive) for the event identified by ``keys``.
 
     ``fade`` (bool): density falls linearly towards ``end``. ``festival_share``: probability the
-    event falls within a week of a festival instead (still clipped to [start, end]).
+    event falls within a week of one of the festivals inside [start, end] instead (still
+    clipped to [start, end]; a span without a festival has none).
     """
     seed = cfg.seed
     u = rand.uniform(seed, f"{salt}:t", *keys)
@@ -49,14 +50,22 @@ def event_ts_expr(
     festivals = festival_dates(cfg)
     share = festival_share if isinstance(festival_share, Column) else F.lit(float(festival_share))
     if festivals:
-        fest_day = rand.choice(festivals, seed, f"{salt}:fest", *keys).cast("date")
+        # the festivals inside this person's span, so a short span concentrates as much
+        in_person_span = F.filter(
+            F.array(*[F.lit(d).cast("date") for d in festivals]),
+            lambda day: (day >= start) & (day <= end),
+        )
+        pick = F.floor(rand.uniform(seed, f"{salt}:fest", *keys) * F.size(in_person_span))
+        fest_day = F.try_element_at(in_person_span, pick.cast("int") + 1)
         offset = F.round(rand.normal(seed, f"{salt}:fest_off", *keys) * 2.5).cast("int")
         fest_s = F.unix_timestamp(F.date_add(fest_day, offset).cast("timestamp")) + (
             rand.uniform(seed, f"{salt}:fest_h", *keys) * 86_400.0
         ).cast("long")
         end_s = start_s + span_s.cast("long") - 1
-        in_span = (fest_s >= start_s) & (fest_s <= end_s)
-        use_fest = (rand.uniform(seed, f"{salt}:is_fest", *keys) < share) & in_span
+        in_span = (fest_s >= start_s) & (fest_s <= end_s)  # null: no festival in the span
+        use_fest = F.coalesce(
+            (rand.uniform(seed, f"{salt}:is_fest", *keys) < share) & in_span, F.lit(False)
+        )
         seconds = F.when(use_fest, fest_s).otherwise(plain_s)
     else:
         seconds = plain_s
