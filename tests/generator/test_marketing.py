@@ -181,6 +181,28 @@ def test_only_treated_contacts_are_sent_and_conversions_follow_within_30_days(
     assert rates[True] > rates[False] + 0.2
 
 
+def test_only_opened_unconverted_messages_are_opted_out_of_within_3_days(
+    contacts: DataFrame,
+) -> None:
+    sent = F.to_timestamp("sent_ts", "yyyy-MM-dd HH:mm:ss")
+    out = F.to_timestamp("unsubscribed_ts", "yyyy-MM-dd HH:mm:ss")
+    opted = contacts.filter(F.col("unsubscribed_ts").isNotNull())
+    lag = F.unix_timestamp(out) - F.unix_timestamp(sent)
+    wrong = opted.filter(
+        (F.col("opened") != "Y")
+        | F.col("converted_ts").isNotNull()
+        | out.isNull()
+        | (lag < 0)
+        | (lag > 3 * 86_400)
+    )
+    assert wrong.count() == 0
+    assert (
+        contacts.filter(_has("unsubscribed") != F.col("unsubscribed_ts").isNotNull()).count() == 0
+    )
+    opened = contacts.filter((F.col("opened") == "Y") & F.col("converted_ts").isNull()).count()
+    assert 0.04 < opted.count() / opened < 0.12  # the configured 8 %
+
+
 def test_target_keys_name_the_true_person(contacts: DataFrame, persons: DataFrame) -> None:
     df = contacts.join(
         persons.select("person_id", F.col("mobile").alias("true_mobile"), "is_bank", "is_retail"),

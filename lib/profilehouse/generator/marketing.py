@@ -5,7 +5,8 @@ eligible by audience (bank or retail), selected at the campaign's target rate (w
 prefer churners and dormant customers), and put in the CONTROL arm at the control share. Only
 treated persons are sent anything; conversion is drawn with the campaign's base rate, plus its
 uplift in the treatment arm, so the measured lift (treatment − control) is the planted truth.
-Patterns: ``treatment`` / ``control``, ``converted`` and ``mobile_formatted``.
+Some who open a message and do not convert opt out of marketing (``unsubscribed_ts``).
+Patterns: ``treatment`` / ``control``, ``converted``, ``unsubscribed`` and ``mobile_formatted``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ CONTACTS = SourceSpec(
         "opened",
         "clicked",
         "converted_ts",
+        "unsubscribed_ts",
     ),
     key="record_key",
 )
@@ -54,6 +56,9 @@ SEND_HOURS = (9, 20)  # messages go out between 09:00 and 20:00 local time
 OPEN_RATE = {"SMS": 0.6, "APP_PUSH": 0.35, "WECHAT": 0.5, "EMAIL": 0.25, "CALL": 0.7}
 CLICK_RATE = 0.3  # of opened messages
 OPEN_RATE_CONVERTED = 0.9
+# 回复TD退订: a share of those who open a message and do not convert opt out, within 3 days
+UNSUBSCRIBE_RATE = 0.08
+UNSUBSCRIBE_WITHIN_S = 3 * 86_400
 CLICK_RATE_CONVERTED = 0.7
 TARGET_TYPES = {"cust_no": "CUST_NO", "member_id": "MEMBER_ID", "mobile": "MOBILE"}
 
@@ -167,6 +172,12 @@ def _converted_ts_expr(seed: int, keys: list[Column | str], ref: Column, end: dt
     return F.timestamp_seconds(ref_s + offset)
 
 
+def _unsubscribed_ts_expr(seed: int, keys: list[Column | str], sent: Column) -> Column:
+    """A time within 3 days after the message was sent."""
+    offset = rand.uniform(seed, "marketing.contacts:unsub_s", *keys) * UNSUBSCRIBE_WITHIN_S
+    return F.timestamp_seconds(F.unix_timestamp(sent) + offset.cast("long"))
+
+
 def _open_rate_expr() -> Column:
     return F.coalesce(rand.literal_map(OPEN_RATE)[F.col("channel")], F.lit(0.3))
 
@@ -206,9 +217,13 @@ def _build_contacts(persons: DataFrame, campaigns: DataFrame, cfg: GeneratorSett
     is_mobile = F.col("target_key_kind") == "mobile"
     formatted = is_mobile & (u("mobile_fmt") < d.mobile_formatted)
     style = F.floor(u("mobile_style") * len(dirt.MOBILE_FORMATS)).cast("int")
+    unsubscribed = (
+        F.col("opened_b") & ~F.col("is_converted") & (u("unsubscribed") < UNSUBSCRIBE_RATE)
+    )
     df = (
         df.withColumn("opened_b", opened)
         .withColumn("clicked_b", clicked)
+        .withColumn("unsubscribed_b", unsubscribed)
         .withColumn("f_mobile_formatted", formatted)
         .withColumn(
             "target_key",
@@ -230,6 +245,13 @@ def _build_contacts(persons: DataFrame, campaigns: DataFrame, cfg: GeneratorSett
                 ),
             ),
         )
+        .withColumn(
+            "unsubscribed_ts",
+            F.when(
+                F.col("unsubscribed_b"),
+                F.date_format(_unsubscribed_ts_expr(seed, keys, ref), "yyyy-MM-dd HH:mm:ss"),
+            ),
+        )
         .withColumn("record_key", F.concat_ws("#", "campaign_id", "raw_key"))
         .withColumn(
             "batch",
@@ -241,6 +263,7 @@ def _build_contacts(persons: DataFrame, campaigns: DataFrame, cfg: GeneratorSett
         "treatment": "is_treatment",
         "control": ~F.col("is_treatment"),
         "converted": "is_converted",
+        "unsubscribed": "unsubscribed_b",
         "mobile_formatted": "f_mobile_formatted",
     }
     df = df.withColumn("patterns", dirt.patterns_expr(flags))
