@@ -10,6 +10,8 @@ golden_records; writes gold.features, gold.customer_tags, gold.tag_values, gold.
 gold.kpi_daily and gold.snapshot_runs, each snapshot date a partition replaced as a whole.
 ``--known-at`` recomputes a snapshot from the table versions the run that first made it read
 (late and corrected records left out), so a model's training set can be rebuilt exactly.
+``--mode``: ``auto`` (default) recomputes only the customers whose inputs changed since an
+earlier snapshot, ``full`` everyone, ``incremental`` fails when it cannot.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import sys
 
 from profilehouse.cli import job_parser, parse_job_args, run_job
-from profilehouse.gold.stage import run_gold_stage
+from profilehouse.gold.stage import REFRESH_MODES, run_gold_stage
 from profilehouse.session import build_spark_session
 
 
@@ -36,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="remake the snapshot from the input versions its first run read",
     )
+    parser.add_argument(
+        "--mode",
+        choices=REFRESH_MODES,
+        default="auto",
+        help="refresh only the changed customers (auto, incremental) or everyone (full)",
+    )
     ctx = parse_job_args(parser, argv)
     spark = build_spark_session(ctx.env, app_name="profilehouse-gold")
     result = run_gold_stage(
@@ -44,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.conf_dir,
         snapshot_date=ctx.args.snapshot_date,
         known_at=ctx.args.known_at,
+        mode=ctx.args.mode,
     )
     print(json.dumps(result.figures, indent=2, default=str))
     return 0

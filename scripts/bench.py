@@ -37,6 +37,7 @@ from profilehouse.catalog import TableCatalog  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
 from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
+from profilehouse.gold.stage import run_gold_stage  # noqa: E402
 from profilehouse.identity.settings import load_identity_settings  # noqa: E402
 from profilehouse.identity.stage import run_identity_stage  # noqa: E402
 from profilehouse.ingest.stages import (  # noqa: E402
@@ -341,6 +342,78 @@ def bench_identity(spark, env, sf: float, work: Path) -> list[StageResult]:
     return results
 
 
+def _gold_result(stage: str, sf: float, result, took: float, peak: int, floor: float, rows_in: int):
+    cells = result.customers * result.tags
+    return StageResult(
+        scale_factor=sf,
+        stage=stage,
+        seconds=round(took, 2),
+        rows_in=rows_in,
+        rows_out=result.customers,
+        bytes_out=0,
+        rows_per_s=round(cells / took),  # customer × tag values per second
+        peak_rss_mib=round(peak / 2**20),
+        floor_seconds=round(floor, 2),
+        ratio_to_floor=round(took / floor, 2),
+        figures={
+            "customers": result.customers,
+            "tags": result.tags,
+            "features": result.features,
+            "customer_tags_per_s": round(cells / took),
+            **{f"refresh_{k}": v for k, v in result.refresh.items()},
+        },
+    )
+
+
+def bench_gold(spark, env, sf: float, work: Path) -> list[StageResult]:
+    """The gold stage as daily runs use it, in a warehouse of its own over the landing that
+    ``generate`` left: ingest and resolve the history without the last daily batch and make its
+    snapshot (full: no earlier one); deliver the batch, ingest it and resolve it incrementally,
+    refresh the snapshot (incremental); then remake that snapshot in full to compare with.
+    The floor is a plain scan + write of the silver and identity tables the stage reads."""
+    os.environ.setdefault(TOKEN_KEY_ENV, secrets.token_hex(32))
+    data = work / f"sf{sf}"
+    landing, held, warehouse = data / "landing", data / "held", data / "gold-warehouse"
+    shutil.rmtree(warehouse, ignore_errors=True)
+    shutil.rmtree(f"{warehouse}-restricted", ignore_errors=True)
+    env = env.model_copy(
+        update={"landing": str(landing), "warehouse": str(warehouse), "truth": str(data / "truth")}
+    )
+    sources = selected_sources(None)
+    results = []
+    _hold_back_last_batch(landing, held)
+    try:
+        for batch, identity_mode, gold_runs in (
+            ("history", "full", (("gold_history", "auto"),)),
+            ("increment", "incremental", (("gold_increment", "auto"), ("gold", "full"))),
+        ):
+            if batch == "increment":
+                _deliver_held_batch(landing, held)
+            print(f"  ingest + identity ({identity_mode}) of the {batch} ...", flush=True)
+            run_bronze_stage(spark, env, sources)
+            run_silver_stage(spark, env, sources)
+            run_identity_stage(spark, env, run_id=f"bench-gold-{batch}", mode=identity_mode)
+            floor = floor_seconds(spark, str(warehouse / "silver"), str(work / "floor"))
+            floor += floor_seconds(spark, str(warehouse / "identity"), str(work / "floor"))
+            rows_in = sum(
+                spark.read.format("delta").load(str(p)).count()
+                for p in (warehouse / "silver").iterdir()
+                if p.is_dir() and not p.name.startswith(("_", "."))
+            )
+            for stage, mode in gold_runs:
+                print(f"  {stage} ({mode}) ...", flush=True)
+                with PeakMemory() as mem:
+                    started = time.perf_counter()
+                    result = run_gold_stage(
+                        spark, env, run_id=f"bench-{stage}", truth_uri=env.truth_uri, mode=mode
+                    )
+                    took = time.perf_counter() - started
+                results.append(_gold_result(stage, sf, result, took, mem.peak, floor, rows_in))
+    finally:
+        _deliver_held_batch(landing, held)
+    return results
+
+
 def _data_files(landing: Path, batch_glob: str) -> list[Path]:
     files = landing.glob(f"*/*/{batch_glob}/*")
     return [p for p in files if not p.name.startswith((".", "_"))]
@@ -367,9 +440,11 @@ def main() -> int:
         "--stages",
         nargs="+",
         default=["generate", "ingest"],
-        choices=["generate", "ingest", "identity"],
+        choices=["generate", "ingest", "identity", "gold"],
         help="ingest = bronze + silver on the history, then on one daily batch (needs "
-        "generate); identity = the identity stage on that warehouse (needs ingest)",
+        "generate); identity = the identity stage on that warehouse (needs ingest); gold = "
+        "ingest, identity and the gold stage, history then one daily batch, in a warehouse of "
+        "its own (needs generate)",
     )
     parser.add_argument("--env", default="local")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
@@ -405,8 +480,10 @@ def main() -> int:
                 stage_results = [bench_generate(spark, env, sf, work)]
             elif stage == "ingest":
                 stage_results = bench_ingest(spark, env, sf, work)
-            else:
+            elif stage == "identity":
                 stage_results = bench_identity(spark, env, sf, work)
+            else:
+                stage_results = bench_gold(spark, env, sf, work)
             for result in stage_results:
                 print(
                     f"  {result.stage}: {result.seconds:.1f} s, {result.rows_out:,} rows, "

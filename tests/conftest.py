@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from profilehouse import delta_io
 from profilehouse.catalog import RESTRICTED_SUFFIX, TableCatalog
 from profilehouse.config import load_environment
 from profilehouse.generator.orchestrator import GenerationReport, generate
 from profilehouse.generator.settings import GeneratorSettings, load_generator_settings
+from profilehouse.gold.stage import GoldResult, run_gold_stage
+from profilehouse.identity.stage import IdentityResult, identity_table, run_identity_stage
 from profilehouse.ingest.bronze import BronzeLoad
 from profilehouse.ingest.silver import SilverLoad
 from profilehouse.ingest.source_config import SourceSpec
@@ -98,6 +101,34 @@ def ingested(
     bronze = run_bronze_stage(spark, env, sources)
     silver = run_silver_stage(spark, env, sources)
     return Ingested(TableCatalog.for_environment(env), sources, bronze, silver, env)
+
+
+@dataclass(frozen=True)
+class FirstResolution:
+    result: IdentityResult
+    members: list  # (record_id, master_id) rows right after the run
+
+
+@pytest.fixture(scope="session")
+def first_resolution(
+    spark: SparkSession, generated: Generated, ingested: Ingested
+) -> FirstResolution:
+    """The first identity run over the ingested warehouse (with the ground truth), shared by
+    the identity, gold and privacy tests: one full resolution per test session."""
+    env = ingested.env.model_copy(update={"truth": generated.truth})
+    result = run_identity_stage(spark, env, run_id="run-1", truth_uri=generated.truth)
+    members = identity_table(ingested.catalog, "master_members")
+    rows = delta_io.read_table(spark, members).select("record_id", "master_id").collect()
+    return FirstResolution(result, rows)
+
+
+@pytest.fixture(scope="session")
+def gold_made(
+    spark: SparkSession, generated: Generated, ingested: Ingested, first_resolution: FirstResolution
+) -> GoldResult:
+    """The gold stage over the resolved warehouse (snapshot at the newest event date, plus the
+    KPI window starts it makes; planted signals measured), shared by gold and privacy tests."""
+    return run_gold_stage(spark, ingested.env, run_id="gold-1", truth_uri=generated.truth)
 
 
 class _Collect(logging.Handler):

@@ -4,8 +4,9 @@ production code never loads the demo generator (real local Spark + Delta, tmp fo
 What a production run may do to existing tables (see README "Running on a cluster"):
 - bronze, silver, vault and ops tables: only appends (WRITE in mode Append) and MERGEs — except
   ``ops.locks``, whose rows are each run's lock (taken, renewed and released);
-- identity tables are derived state, recomputed by every run: they may be overwritten, never
-  dropped (each still exists afterwards with its earlier history).
+- identity and gold tables are derived state, recomputed by every run: they may be overwritten
+  (gold: one snapshot date's partition at a time), never dropped (each still exists afterwards
+  with its earlier history).
 """
 
 from __future__ import annotations
@@ -288,8 +289,16 @@ def test_a_demo_run_with_regenerate_resets_the_warehouse(spark: SparkSession, de
     assert not any(DeltaTable.isDeltaTable(spark, ref.location) for ref in stale)
     assert summary.stages["identity"]["precision"] > 0.9  # measured against the ground truth
     seconds = summary.seconds_by_stage()
-    assert list(seconds) == ["generate", "bronze", "silver", "identity"]
+    assert list(seconds) == ["generate", "bronze", "silver", "identity", "gold"]
     assert all(s > 0 for s in seconds.values())
+    gold = summary.stages["gold"]
+    assert gold["customers"] > 0 and gold["tags"] >= 120
+    assert 0 < gold["coverage"]["mean"] <= 1
+    assert sum(gold["coverage"]["tags_by_band"].values()) == gold["tags"]
+    assert gold["kpis"]["deposit_customers"] > 0
+    assert any(
+        m.startswith(f"snapshot {gold['snapshot_date']} (as of event time)") for m in messages
+    )
     assert summary.stages["bronze"]["files"] > 0 and summary.stages["silver"]["accepted"] > 0
     assert any(m.startswith("stage times: generate ") for m in messages)
 
@@ -319,6 +328,7 @@ def test_a_production_run_only_appends_and_merges(spark: SparkSession, demo_run)
     assert "generate" not in summary.stages
     assert not any(m.startswith("== stage: generate") for m in messages)
     assert summary.stages["identity"]["ground_truth"] == "none"
+    assert summary.stages["gold"]["customers"] > 0
     assert "  identity quality: no ground truth (production run)" in messages
     assert spark.read.format("delta").load(bronze).count() == rows_before + 3
     # (a) landing untouched: no file created, modified or deleted

@@ -104,6 +104,25 @@ def read_table(
     return reader.load(ref.location)
 
 
+CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+def read_changes(
+    spark: SparkSession, ref: TableRef, after_version: int, up_to_version: int
+) -> DataFrame:
+    """The rows of ``ref`` changed by the commits after ``after_version`` up to
+    ``up_to_version`` (Change Data Feed: inserts, deletes, and both images of updates), with the
+    table's own columns only. Fails when the feed was not enabled over those versions."""
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", after_version + 1)
+        .option("endingVersion", up_to_version)
+        .load(ref.location)
+        .drop(*CHANGE_COLUMNS)
+    )
+
+
 def table_version(spark: SparkSession, ref: TableRef) -> int:
     """Latest committed version of the Delta table ``ref``."""
     last = DeltaTable.forPath(spark, ref.location).history(1).select("version").first()

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from profilehouse import fs
 from profilehouse.catalog import Layer, TableCatalog
 from profilehouse.config import EnvironmentConfig
+from profilehouse.gold.stage import format_gold_report, run_gold_stage
 from profilehouse.identity.stage import run_identity_stage
 from profilehouse.ingest.stages import (
     bronze_figures,
@@ -181,6 +182,13 @@ def run_pipeline(
                 spark, env, conf_dir, run_id=summary.run_id, truth_uri=env.truth_uri, mode="auto"
             )
             figures.update(identity.figures)
+        log.info("== stage: gold (features, tags, tag catalog, KPIs per master customer)")
+        with summary.timed("gold") as figures:
+            gold = run_gold_stage(
+                spark, env, conf_dir, run_id=summary.run_id, truth_uri=env.truth_uri
+            )
+            figures.update(gold.figures)
+        log.info(format_gold_report(gold))
         log.info(f"stage times: {summary.format_timings()}")
         summary.finish("succeeded")
     except BaseException:

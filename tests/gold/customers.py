@@ -59,8 +59,8 @@ CUSTOMERS: dict[str, dict[str, Any]] = {
     "holiday": {
         "pos_receipts_all": 6,
         "pos_festival_receipts": 3,
-        "behavior_days_all": 4,
-        "behavior_festival_days": 1,  # (3 + 1) / 10 = 0.4: exactly at the threshold
+        "behavior_days_all": 14,
+        "behavior_festival_days": 6,  # (3 + 6) / (6 + 14) = 0.45: exactly at the threshold
         "pos_receipts_365d": 6,
         "pos_spend_365d": 600.0,
         "first_pos_ts": _ts(100),

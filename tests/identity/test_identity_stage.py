@@ -15,7 +15,7 @@ from profilehouse.identity.explain import explain_master
 from profilehouse.identity.stable_ids import MASTER_ID_PATTERN
 from profilehouse.identity.stage import IdentityResult, identity_table, run_identity_stage
 from profilehouse.ingest.silver import vault_table
-from tests.conftest import Generated, Ingested
+from tests.conftest import FirstResolution, Generated, Ingested
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,12 @@ class Resolved:
 
 
 @pytest.fixture(scope="module")
-def resolved(spark: SparkSession, generated: Generated, ingested: Ingested) -> Resolved:
+def resolved(
+    generated: Generated, ingested: Ingested, first_resolution: FirstResolution, spark: SparkSession
+) -> Resolved:
     env = ingested.env.model_copy(update={"truth": generated.truth})
-    first = run_identity_stage(spark, env, run_id="run-1", truth_uri=generated.truth)
-    members = identity_table(ingested.catalog, "master_members")
-    first_members = delta_io.read_table(spark, members).select("record_id", "master_id").collect()
     second = run_identity_stage(spark, env, run_id="run-2", truth_uri=generated.truth)
-    return Resolved(first, first_members, second)
+    return Resolved(first_resolution.result, first_resolution.members, second)
 
 
 def test_every_record_has_one_opaque_master_id(spark, ingested, resolved):

@@ -23,11 +23,11 @@ from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.columns import ID_CHECK_CHARS, ID_WEIGHTS
 from profilehouse.config import load_model
 from profilehouse.errors import ProfilehouseError
-from profilehouse.identity.stage import identity_table, run_identity_stage
+from profilehouse.gold.stage import GoldResult
 from profilehouse.ingest.bronze import load_bronze_source
 from profilehouse.ingest.silver import load_silver_source, vault_table
 from profilehouse.ingest.source_config import SourcesFile
-from tests.conftest import Generated, Ingested
+from tests.conftest import Ingested
 from tests.ingest.conftest import CUSTOMER_HEADER, Landing, customers_spec
 
 SCANNED_LAYERS = (Layer.SILVER, Layer.IDENTITY, Layer.GOLD)
@@ -149,14 +149,9 @@ def _check_char(first17: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def resolved_catalog(spark: SparkSession, generated: Generated, ingested: Ingested) -> TableCatalog:
-    """The ingested warehouse with identity resolved: by the identity tests' own run when it
-    happened already in this session, else by one run here."""
-    catalog = ingested.catalog
-    if not delta_io.table_exists(spark, identity_table(catalog, "master_members")):
-        env = ingested.env.model_copy(update={"truth": generated.truth})
-        run_identity_stage(spark, env, run_id="pii-scan", truth_uri=generated.truth)
-    return catalog
+def resolved_catalog(ingested: Ingested, gold_made: GoldResult) -> TableCatalog:
+    """The ingested warehouse with identity resolved and the gold tables made."""
+    return ingested.catalog
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +223,9 @@ def test_no_table_holds_a_vault_value_or_a_resident_id(
 ) -> None:
     tables = [t for layer in SCANNED_LAYERS for t in layer_tables(resolved_catalog, layer)]
     assert len(tables) > 20, [t.qualified_name for t in tables]
+    assert {"gold.features", "gold.customer_tags", "gold.tag_values", "gold.kpi_daily"} <= {
+        t.qualified_name for t in tables
+    }
     found = {
         t.qualified_name: leaks
         for t in tables

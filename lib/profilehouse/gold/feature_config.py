@@ -126,6 +126,13 @@ class SnapshotSettings(StrictModel):
     windows: list[int] = Field(
         min_length=1, description="Window lengths in days, each ending on the snapshot date."
     )
+    incremental_max_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="An incremental refresh recomputes only the changed customers; above this "
+        "share of changed customers it recomputes everyone (cheaper then).",
+    )
 
 
 class FeatureConfig(StrictModel):

@@ -59,15 +59,10 @@ def rows_as_of(
 ) -> DataFrame:
     """Rows with event time on or before ``snapshot_date`` (with ``latest_by``, each key's newest
     such row only), carrying ``snapshot_date`` and an ``in_<calendar>`` flag per calendar."""
-    rows = rows.withColumn(SNAPSHOT_DATE, F.lit(snapshot_date))
+    rows = with_calendars(rows, source, config).withColumn(SNAPSHOT_DATE, F.lit(snapshot_date))
     if source.time is None:
         return rows
-    day = F.to_date(_event_ts(source))
-    for name, calendar in config.calendars.items():
-        dates = F.array(*[F.lit(d) for d in calendar.dates])
-        near = F.exists(dates, _within(day, calendar.days_around))
-        rows = rows.withColumn(f"in_{name}", F.coalesce(near, F.lit(False)))
-    rows = rows.where(_event_ts(source) < F.lit(snapshot_end(snapshot_date)))
+    rows = rows.where(visible_on(source, snapshot_date))
     if not source.latest_by:
         return rows
     newest_first = Window.partitionBy(*[F.expr(k) for k in source.latest_by]).orderBy(
@@ -80,6 +75,25 @@ def rows_as_of(
     )
 
 
+def with_calendars(rows: DataFrame, source: FeatureSource, config: FeatureConfig) -> DataFrame:
+    """``rows`` with an ``in_<calendar>`` flag per calendar (false for a source without time)."""
+    if source.time is None:
+        return rows
+    day = F.to_date(_event_ts(source))
+    for name, calendar in config.calendars.items():
+        dates = F.array(*[F.lit(d) for d in calendar.dates])
+        near = F.exists(dates, _within(day, calendar.days_around))
+        rows = rows.withColumn(f"in_{name}", F.coalesce(near, F.lit(False)))
+    return rows
+
+
+def visible_on(source: FeatureSource, snapshot_date: dt.date) -> Column:
+    """Whether a row is in the snapshot of ``snapshot_date`` (event time on or before it)."""
+    if source.time is None:
+        return F.lit(True)
+    return _event_ts(source) < F.lit(snapshot_end(snapshot_date))
+
+
 def _within(day: Column, days: int) -> Callable[[Column], Column]:
     """A one-argument predicate (Spark passes an index to two-argument lambdas)."""
     return lambda date: F.abs(F.datediff(day, date)) <= days
@@ -88,12 +102,33 @@ def _within(day: Column, days: int) -> Callable[[Column], Column]:
 def with_master_id(rows: DataFrame, link: RecordLink, members: DataFrame) -> DataFrame:
     """``rows`` with the master ID of their identity record (rows of no record are dropped: they
     belong to no customer)."""
-    parts = [F.coalesce(F.expr(k).cast("string"), F.lit("")) for k in link.key]
-    source = F.lit(link.source) if link.source else F.col(link.source_column)  # type: ignore[arg-type]
-    record_id = F.concat_ws("|", source, *parts)
-    return rows.withColumn(RECORD_ID, record_id).join(
+    return rows.withColumn(RECORD_ID, record_id_of(link)).join(
         members.select(RECORD_ID, MASTER_ID), RECORD_ID
     )
+
+
+def record_id_of(link: RecordLink) -> Column:
+    """The identity record ID (``source|key``) a row reaches through ``link``."""
+    parts = [F.coalesce(F.expr(k).cast("string"), F.lit("")) for k in link.key]
+    source = F.lit(link.source) if link.source else F.col(link.source_column)  # type: ignore[arg-type]
+    return F.concat_ws("|", source, *parts)
+
+
+def with_source_master_id(
+    rows: DataFrame,
+    name: str,
+    source: FeatureSource,
+    members: DataFrame,
+    record_keys: Mapping[str, list[str]],
+) -> DataFrame:
+    """``rows`` of feature source ``name`` with their ``master_id``, for the masters of
+    ``members`` only: by the record link, or the source's own master ID column."""
+    if source.master_id:
+        customers = members.select(MASTER_ID).distinct()
+        return rows.withColumnRenamed(source.master_id, MASTER_ID).join(
+            customers, MASTER_ID, "left_semi"
+        )
+    return with_master_id(rows, source.record or _default_link(name, record_keys), members)
 
 
 def source_features(
@@ -138,15 +173,23 @@ def _event_ts(source: FeatureSource) -> Column:
     return F.expr(source.time).cast("timestamp")  # type: ignore[arg-type]
 
 
-def _aggregate(
+def kept_value(
     spec: FeatureSpec, source: FeatureSource, window: int | None, snapshot_date: dt.date
 ) -> Column:
+    """What a row gives a feature over ``window`` at ``snapshot_date``: its value where the
+    feature's condition and window hold, else null (rows must carry ``snapshot_date``)."""
     condition = F.expr(spec.where) if spec.where else F.lit(True)
     if window is not None:
         start = snapshot_end(snapshot_date) - dt.timedelta(days=window)
         condition = condition & (_event_ts(source) >= F.lit(start))
     value = F.expr(spec.value) if spec.value else F.lit(1)
-    kept = F.when(condition, value)
+    return F.when(condition, value)
+
+
+def _aggregate(
+    spec: FeatureSpec, source: FeatureSource, window: int | None, snapshot_date: dt.date
+) -> Column:
+    kept = kept_value(spec, source, window, snapshot_date)
     if spec.agg == "count":
         result = F.count(kept)
     elif spec.agg == "sum":
@@ -173,18 +216,16 @@ def feature_snapshot(
     """The snapshot at ``snapshot_date``: ``(master_id, snapshot_date, <every feature>)``.
 
     ``tables`` are the inputs by name (silver tables, golden records) at the versions to read;
-    ``members`` is ``identity.master_members``; ``record_keys`` gives each identity record
-    source's key expressions (``conf/identity.yaml``), the default record link of a source.
+    ``members`` is ``identity.master_members`` (or the part of it whose masters to compute: the
+    snapshot has a row for each of its masters and no other); ``record_keys`` gives each
+    identity record source's key expressions (``conf/identity.yaml``), the default record link
+    of a source.
     """
     customers = members.select(MASTER_ID).distinct()
     parts = [customers]
     for name, source in config.sources.items():
         rows = rows_as_of(source_rows(spark, name, source, tables), source, config, snapshot_date)
-        if source.master_id:
-            rows = rows.withColumnRenamed(source.master_id, MASTER_ID)
-        else:
-            link = source.record or _default_link(name, record_keys)
-            rows = with_master_id(rows, link, members)
+        rows = with_source_master_id(rows, name, source, members, record_keys)
         parts.append(source_features(rows, name, source, config, snapshot_date))
     stacked = parts[0]
     for part in parts[1:]:

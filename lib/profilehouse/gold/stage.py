@@ -7,7 +7,9 @@ Per snapshot date T (default: the newest event date in silver):
    that first made it (*as known at*: what the models saw, late records excluded); otherwise
    the current versions are read (*as of event time*: late records with event time ≤ T count);
 2. ``gold.features``: the feature snapshot (:mod:`.features`), partition ``snapshot_date = T``
-   replaced as a whole, so a re-run never duplicates;
+   replaced as a whole, so a re-run never duplicates. By default only the customers whose
+   inputs changed since an earlier snapshot are recomputed, the others carried over
+   (:mod:`.incremental`; equal to a full recompute);
 3. ``gold.customer_tags`` (wide: one column per online tag) and ``gold.tag_values`` (long:
    one row per customer and tag with a value), both partitioned by ``snapshot_date``; every
    snapshot is kept, which is the tags' history (a customer's values over time);
@@ -22,27 +24,36 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from profilehouse import delta_io, locks
+from profilehouse import delta_io, fs, locks
 from profilehouse.catalog import Layer, TableCatalog, TableRef
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import ProfilehouseError
+from profilehouse.gold import quality
 from profilehouse.gold.feature_config import FeatureConfig, load_feature_config
 from profilehouse.gold.features import MASTER_ID, SNAPSHOT_DATE, feature_snapshot, source_rows
-from profilehouse.gold.kpis import kpi_values, load_kpi_config, start_column
+from profilehouse.gold.incremental import (
+    Base,
+    IncrementalUnavailableError,
+    Inputs,
+    config_fingerprint,
+    incremental_snapshot,
+    tables_read_by,
+)
+from profilehouse.gold.kpis import ALL, KpiConfig, kpi_values, load_kpi_config, start_column
 from profilehouse.gold.tag_registry import TagRegistry, check_tag_sql, load_tag_registry
 from profilehouse.gold.tags import INVALID_TAGS, long_tag_values, tag_values
 from profilehouse.identity.settings import load_identity_settings
 from profilehouse.tables import identity_table, silver_table
+from profilehouse.truth import persons_dir, read_truth_persons, read_truth_records
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,9 @@ GOLD_TABLES = frozenset(
 )
 
 IDENTITY_INPUTS = ("master_members", "golden_records")
+FINGERPRINT = "config_fingerprint"
+RefreshMode = Literal["auto", "full", "incremental"]
+REFRESH_MODES: tuple[str, ...] = ("auto", "full", "incremental")
 
 
 class SnapshotNotKnownError(ProfilehouseError):
@@ -71,18 +85,79 @@ class GoldResult:
     features: int
     known_at: bool
     coverage: Mapping[str, float] = field(default_factory=dict)
+    kpis: Mapping[str, KpiHeadline] = field(default_factory=dict)
+    signals: Mapping[str, Any] = field(default_factory=quality.no_truth_report)
+    refresh: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def figures(self) -> dict[str, Any]:
+        """Key figures for the run summary: sizes, the coverage summary and the KPI headlines."""
         return {
             "snapshot_date": self.snapshot_date.isoformat(),
             "customers": self.customers,
             "tags": self.tags,
             "features": self.features,
             "known_at": self.known_at,
-            "mean_tag_coverage": round(sum(self.coverage.values()) / max(len(self.coverage), 1), 4),
+            "coverage": coverage_summary(self.coverage),
+            "kpis": {code: k.value for code, k in self.kpis.items()},
+            "planted_signals": dict(self.signals),
+            "refresh": dict(self.refresh),
         }
+
+
+@dataclass(frozen=True)
+class KpiHeadline:
+    """A KPI's overall value (dimension ``all``) at the snapshot date."""
+
+    name_zh: str
+    name_en: str
+    kind: str
+    value: float | None
+
+    @property
+    def shown(self) -> str:
+        """The value as a dashboard shows it: a count whole, a rate in percent."""
+        if self.value is None:
+            return "-"
+        if self.kind == "count":
+            return f"{self.value:,.0f}"
+        return f"{self.value:.1%}" if self.kind == "rate" else f"{self.value:,.2f}"
+
+
+COVERAGE_BANDS = ((0.9, "90-100%"), (0.5, "50-90%"), (0.1, "10-50%"), (1e-12, "0-10%"))
+
+
+def coverage_summary(coverage: Mapping[str, float]) -> dict[str, Any]:
+    """Mean coverage, the number of tags per coverage band (``empty``: no customer has a value)
+    and the five least covered tags."""
+    bands = {label: 0 for _, label in COVERAGE_BANDS} | {"empty": 0}
+    for share in coverage.values():
+        label = next((label for low, label in COVERAGE_BANDS if share >= low), "empty")
+        bands[label] += 1
+    lowest = sorted(coverage.items(), key=lambda kv: (kv[1], kv[0]))[:5]
+    return {
+        "mean": round(sum(coverage.values()) / max(len(coverage), 1), 4),
+        "tags_by_band": bands,
+        "least_covered": {code: round(share, 4) for code, share in lowest},
+    }
+
+
+def format_gold_report(result: GoldResult) -> str:
+    """The gold stage as a readable block: snapshot, sizes, coverage bands, KPI headlines."""
+    summary = coverage_summary(result.coverage)
+    bands = " · ".join(f"{label} {n}" for label, n in summary["tags_by_band"].items())
+    basis = "as known at" if result.known_at else "as of event time"
+    lines = [
+        f"snapshot {result.snapshot_date} ({basis}): {result.customers:,} customers"
+        f" × {result.tags} tags, {result.features} features",
+        f"tag coverage: mean {summary['mean']:.1%}; tags by coverage: {bands}",
+        f"{'value':>14}  KPI (overall)",
+        "-" * 60,
+    ]
+    for k in result.kpis.values():
+        lines.append(f"{k.shown:>14}  {k.name_zh} / {k.name_en}")  # names are of mixed width
+    return "\n".join(lines)
 
 
 def gold_table(catalog: TableCatalog, name: str) -> TableRef:
@@ -99,12 +174,22 @@ def run_gold_stage(
     run_id: str | None = None,
     snapshot_date: dt.date | None = None,
     known_at: bool = False,
+    truth_uri: str | None = None,
+    mode: RefreshMode = "auto",
 ) -> GoldResult:
-    """Make (or remake) the snapshot at ``snapshot_date``; see the module docstring."""
+    """Make (or remake) the snapshot at ``snapshot_date``; see the module docstring. With a
+    ground truth (demo and test runs), the planted behaviours' recall is measured too.
+
+    ``mode``: ``auto`` recomputes only the changed customers when an earlier snapshot made with
+    the same feature configuration allows it (:mod:`.incremental`), else everyone; ``full``
+    always recomputes everyone; ``incremental`` fails when it cannot refresh incrementally.
+    An as-known-at remake is always full."""
+    if mode not in REFRESH_MODES:
+        raise ValueError(f"mode must be one of {', '.join(REFRESH_MODES)}, not {mode!r}")
     catalog = TableCatalog.for_environment(env)
     run_id = run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     with locks.hold(spark, catalog, "gold", env.locks, run_id):
-        return _run(spark, catalog, conf_dir, run_id, snapshot_date, known_at)
+        return _run(spark, catalog, conf_dir, run_id, snapshot_date, known_at, truth_uri, mode)
 
 
 def _run(
@@ -114,6 +199,8 @@ def _run(
     run_id: str,
     snapshot_date: dt.date | None,
     known_at: bool,
+    truth_uri: str | None,
+    mode: RefreshMode,
 ) -> GoldResult:
     started = time.perf_counter()
     config = load_feature_config(conf_dir)
@@ -133,7 +220,10 @@ def _run(
     log.info(
         f"  gold: snapshot {snapshot_date} ({'as known at' if known_at else 'as of event time'})"
     )
-    wide = _make_snapshot(spark, catalog, config, registry, tables, record_keys, snapshot_date)
+    snapshots = Snapshots(
+        spark, catalog, config, registry, tables, versions, record_keys, run_id, known_at, mode
+    )
+    wide, refresh = snapshots.make(snapshot_date)
     catalog_rows, coverage, customers = tag_catalog(spark, catalog, registry, wide, snapshot_date)
     _replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
     kpis = load_kpi_config(conf_dir)
@@ -142,16 +232,14 @@ def _run(
         start_date = snapshot_date - dt.timedelta(days=window)
         if not _snapshot_exists(spark, catalog, start_date):
             log.info(f"  gold: making the {start_date} snapshot ({window}-day KPIs start there)")
-            _make_snapshot(spark, catalog, config, registry, tables, record_keys, start_date)
-            if not known_at:
-                _record_run(spark, catalog, run_id, start_date, versions)
+            snapshots.make(start_date)
         starts[window] = _customers(spark, catalog, start_date)
     kpi_rows = kpi_values(
         _with_starts(_customers(spark, catalog, snapshot_date), starts), kpis, snapshot_date
     )
     _replace_snapshot(kpi_rows, gold_table(catalog, KPI_DAILY), snapshot_date)
-    if not known_at:
-        _record_run(spark, catalog, run_id, snapshot_date, versions)
+    headlines = kpi_headlines(spark, catalog, kpis, snapshot_date)
+    signals = _planted_signals(spark, truth_uri, tables["master_members"], wide)
     seconds = time.perf_counter() - started
     log.info(
         f"  gold: {customers:,} customers × {len(registry.online())} tags, "
@@ -164,33 +252,173 @@ def _run(
         features=len(config.schema),
         known_at=known_at,
         coverage=coverage,
+        kpis=headlines,
+        signals=signals,
+        refresh=refresh,
         seconds=seconds,
     )
 
 
-def _make_snapshot(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    config: FeatureConfig,
-    registry: TagRegistry,
-    tables: Mapping[str, DataFrame],
-    record_keys: Mapping[str, list[str]],
-    snapshot_date: dt.date,
-) -> DataFrame:
-    """Write the features, wide and long tags of ``snapshot_date``; return the stored wide tags."""
-    features = feature_snapshot(
-        spark, config, tables, tables["master_members"], record_keys, snapshot_date
+def _planted_signals(
+    spark: SparkSession, truth_uri: str | None, members: DataFrame, wide: DataFrame
+) -> dict[str, Any]:
+    """The planted behaviours' recall and false-positive rates, or that there is no truth."""
+    if not (truth_uri and fs.path_exists(spark, persons_dir(truth_uri))):
+        return quality.no_truth_report()
+    records = read_truth_records(spark, truth_uri)
+    masters = quality.main_masters(members, records)
+    persons = read_truth_persons(spark, truth_uri)
+    report = quality.signal_report(persons, masters, wide, quality.truth_orders(records))
+    for name, r in report.items():
+        log.info(
+            f"  gold quality: {name}: recall {r['recall']} ({r['found']}/{r['planted']}), "
+            f"false positives {r['false_positive_rate']} ({r['false_positives']}/{r['others']})"
+        )
+    return report
+
+
+def kpi_headlines(
+    spark: SparkSession, catalog: TableCatalog, kpis: KpiConfig, snapshot_date: dt.date
+) -> dict[str, KpiHeadline]:
+    """Every KPI's overall value at ``snapshot_date``, read back from ``gold.kpi_daily`` (one
+    small row per KPI), in the order of ``conf/kpis.yaml``."""
+    rows = (
+        _stored(spark, catalog, KPI_DAILY, snapshot_date)
+        .where(F.col("dimension") == F.lit(ALL))
+        .select("kpi_code", "value")
+        .collect()
     )
-    features_ref = gold_table(catalog, FEATURES)
-    _replace_snapshot(features, features_ref, snapshot_date)
-    stored = _stored(spark, catalog, FEATURES, snapshot_date)
-    wide_ref = gold_table(catalog, CUSTOMER_TAGS)
-    _replace_snapshot(tag_values(stored, registry), wide_ref, snapshot_date)
-    wide = _stored(spark, catalog, CUSTOMER_TAGS, snapshot_date)
-    _replace_snapshot(
-        long_tag_values(wide, registry), gold_table(catalog, TAG_VALUES), snapshot_date
+    values = {r["kpi_code"]: r["value"] for r in rows}
+    return {
+        code: KpiHeadline(kpi.name.zh, kpi.name.en, kpi.kind, values.get(code))
+        for code, kpi in kpis.kpis.items()
+    }
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """Makes the snapshots of one run: every date from the same pinned inputs."""
+
+    spark: SparkSession
+    catalog: TableCatalog
+    config: FeatureConfig
+    registry: TagRegistry
+    tables: Mapping[str, DataFrame]
+    versions: Mapping[str, int]
+    record_keys: Mapping[str, list[str]]
+    run_id: str
+    known_at: bool
+    mode: RefreshMode
+
+    def make(self, day: dt.date) -> tuple[DataFrame, dict[str, Any]]:
+        """Write the features, wide and long tags of ``day`` and record the run; return the
+        stored wide tags and how the features were refreshed (full or incremental)."""
+        features, refresh = self._features(day)
+        _replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
+        stored = _stored(self.spark, self.catalog, FEATURES, day)
+        wide_ref = gold_table(self.catalog, CUSTOMER_TAGS)
+        _replace_snapshot(tag_values(stored, self.registry), wide_ref, day)
+        wide = _stored(self.spark, self.catalog, CUSTOMER_TAGS, day)
+        long_ref = gold_table(self.catalog, TAG_VALUES)
+        _replace_snapshot(long_tag_values(wide, self.registry), long_ref, day)
+        _record_run(
+            self.spark,
+            self.catalog,
+            self.run_id,
+            day,
+            self.versions,
+            basis="known_at" if self.known_at else "event_time",
+            fingerprint=self.fingerprint,
+        )
+        return wide, refresh
+
+    @property
+    def fingerprint(self) -> str:
+        return config_fingerprint(self.config, self.record_keys)
+
+    def _full(self, day: dt.date) -> DataFrame:
+        members = self.tables["master_members"]
+        return feature_snapshot(
+            self.spark, self.config, self.tables, members, self.record_keys, day
+        )
+
+    def _features(self, day: dt.date) -> tuple[DataFrame, dict[str, Any]]:
+        if self.known_at or self.mode == "full":
+            reason = "as known at" if self.known_at else "asked for"
+            return self._full(day), {"mode": "full", "reason": reason}
+        try:
+            base = latest_base(self.spark, self.catalog, self.fingerprint, day)
+            if base is None:
+                raise IncrementalUnavailableError(
+                    f"no snapshot on or before {day} made with this feature configuration"
+                )
+            made = incremental_snapshot(
+                self.spark,
+                self.config,
+                self.record_keys,
+                self.tables,
+                self.versions,
+                base,
+                _base_features(self.spark, self.catalog, base.snapshot_date),
+                day,
+                Inputs(
+                    read=lambda name, v: _read(self.spark, self.catalog, name, v),
+                    changes=lambda name, after, upto: delta_io.read_changes(
+                        self.spark, _ref(self.catalog, name), after, upto
+                    ),
+                    identity_tables=IDENTITY_INPUTS,
+                ),
+            )
+        except IncrementalUnavailableError as exc:
+            if self.mode == "incremental":
+                raise
+            log.info(f"  gold: full recompute of {day}: {exc}")
+            return self._full(day), {"mode": "full", "reason": str(exc)}
+        log.info(
+            f"  gold: {day} from the {base.snapshot_date} snapshot: {made.recomputed:,} of "
+            f"{made.customers:,} customers recomputed"
+        )
+        return made.features, {
+            "mode": "incremental",
+            "base": base.snapshot_date.isoformat(),
+            "recomputed": made.recomputed,
+            "customers": made.customers,
+        }
+
+
+def _base_features(spark: SparkSession, catalog: TableCatalog, day: dt.date) -> DataFrame:
+    """The stored features of ``day``, read at the table's current version (so replacing the
+    same partition later in the run does not change what this reads)."""
+    ref = gold_table(catalog, FEATURES)
+    version = delta_io.table_version(spark, ref)
+    return delta_io.read_table(spark, ref, version=version).where(
+        F.col(SNAPSHOT_DATE) == F.lit(day)
     )
-    return wide
+
+
+def latest_base(
+    spark: SparkSession, catalog: TableCatalog, fingerprint: str, day: dt.date
+) -> Base | None:
+    """The newest snapshot on or before ``day`` whose stored partition was last made with the
+    same feature configuration, with the input versions it was made from."""
+    ref = gold_table(catalog, SNAPSHOT_RUNS)
+    if not delta_io.table_exists(spark, ref):
+        return None
+    runs = delta_io.read_table(spark, ref)
+    if FINGERPRINT not in runs.columns:
+        return None
+    newest = Window.partitionBy(SNAPSHOT_DATE).orderBy(F.desc("made_at"))
+    row = (
+        runs.withColumn("__rank", F.row_number().over(newest))
+        .where((F.col("__rank") == 1) & (F.col(SNAPSHOT_DATE) <= F.lit(day)))
+        .where(F.col(FINGERPRINT) == F.lit(fingerprint))
+        .orderBy(F.desc(SNAPSHOT_DATE))
+        .select(SNAPSHOT_DATE, "versions")
+        .first()
+    )
+    if row is None:
+        return None
+    return Base(row[SNAPSHOT_DATE], dict(row["versions"]))
 
 
 def _stored(spark: SparkSession, catalog: TableCatalog, name: str, day: dt.date) -> DataFrame:
@@ -223,18 +451,9 @@ def _with_starts(customers: DataFrame, starts: Mapping[int, DataFrame]) -> DataF
 
 def input_table_names(config: FeatureConfig) -> list[str]:
     """Silver tables the feature sources read (by name), then the identity tables."""
-    named: set[str] = set()
-    for name, source in config.sources.items():
-        if source.query is None:
-            named.add(name)
-        else:
-            named |= set(_placeholders(source.query))
+    named = {t for name, source in config.sources.items() for t in tables_read_by(name, source)}
     silver = sorted(named - set(IDENTITY_INPUTS))
     return silver + list(IDENTITY_INPUTS)
-
-
-def _placeholders(query: str) -> list[str]:
-    return [field for _, field, _, _ in string.Formatter().parse(query) if field]
 
 
 def _ref(catalog: TableCatalog, name: str) -> TableRef:
@@ -259,13 +478,11 @@ def pinned_versions(
     ref = gold_table(catalog, SNAPSHOT_RUNS)
     row = None
     if delta_io.table_exists(spark, ref):
-        row = (
-            delta_io.read_table(spark, ref)
-            .where(F.col(SNAPSHOT_DATE) == F.lit(snapshot_date))
-            .orderBy("made_at")
-            .select("versions")
-            .first()
-        )
+        runs = delta_io.read_table(spark, ref)
+        first_made = F.col(SNAPSHOT_DATE) == F.lit(snapshot_date)
+        if "basis" in runs.columns:  # tables from before remakes were recorded lack it
+            first_made = first_made & F.coalesce(F.col("basis") == "event_time", F.lit(True))
+        row = runs.where(first_made).orderBy("made_at").select("versions").first()
     if row is None:
         raise SnapshotNotKnownError(
             f"no run has made the snapshot of {snapshot_date} (gold.snapshot_runs): an as-known-at "
@@ -280,8 +497,12 @@ def _record_run(
     run_id: str,
     snapshot_date: dt.date,
     versions: Mapping[str, int],
+    basis: str,
+    fingerprint: str,
 ) -> None:
-    """Append this run's pinned inputs for ``snapshot_date`` (once per run ID)."""
+    """Append this run's pinned inputs for ``snapshot_date`` (once per run ID): what the
+    partition now holds, ``basis`` ``event_time`` or ``known_at`` (a remake from the first
+    run's versions), and the feature configuration's fingerprint."""
     ref = gold_table(catalog, SNAPSHOT_RUNS)
     if delta_io.table_exists(spark, ref):
         seen = (
@@ -292,11 +513,13 @@ def _record_run(
         )
         if seen:
             return
+    made_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     row = spark.createDataFrame(
-        [(run_id, snapshot_date, dt.datetime.now(dt.UTC).replace(tzinfo=None), dict(versions))],
-        "run_id string, snapshot_date date, made_at timestamp, versions map<string, bigint>",
+        [(run_id, snapshot_date, made_at, dict(versions), basis, fingerprint)],
+        "run_id string, snapshot_date date, made_at timestamp, versions map<string, bigint>, "
+        f"basis string, {FINGERPRINT} string",
     )
-    delta_io.write_table(row, ref, mode="append")
+    delta_io.write_table(row, ref, mode="append", options={"mergeSchema": "true"})
 
 
 def newest_event_date(
