@@ -6,7 +6,9 @@
 Tags are named by code or Chinese name (docs/tag_dictionary.md). The expression is checked
 against conf/tags/ first (an unknown tag or value fails naming it); the count comes from
 gold.customer_tags at the newest snapshot (or --snapshot-date), the members go to
-gold.audiences (the audience's rows for that snapshot replaced on a re-run).
+gold.audiences (the audience's rows for that snapshot replaced on a re-run). Customers who
+opted out of marketing (tags marked suppresses_audiences) are left out and counted as
+"suppressed", unless --include-suppressed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="audience name (lower_snake_case)")
     parser.add_argument("--where", required=True, help="boolean expression over tags")
     parser.add_argument("--snapshot-date", type=dt.date.fromisoformat, default=None)
+    parser.add_argument(
+        "--include-suppressed",
+        action="store_true",
+        help="keep customers a suppressing tag (opted out of marketing) would leave out",
+    )
     ctx = parse_job_args(parser, argv)
     registry = load_tag_registry(load_feature_config(ctx.conf_dir).schema, ctx.conf_dir)
     spark = build_spark_session(ctx.env, app_name="profilehouse-audience")
@@ -38,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.args.name,
         ctx.args.where,
         ctx.args.snapshot_date,
+        include_suppressed=ctx.args.include_suppressed,
     )
     print(
         json.dumps(
@@ -45,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 "audience": result.name,
                 "snapshot_date": result.snapshot_date.isoformat(),
                 "count": result.count,
+                "suppressed": result.suppressed,
                 "seconds_to_count": round(result.seconds_to_count, 3),
                 "members": result.table,
             },

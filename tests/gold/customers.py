@@ -80,6 +80,7 @@ CUSTOMERS: dict[str, dict[str, Any]] = {
         "sv_spend_365d": 1500.0,  # exactly half: not a hoarder
     },
     "fading": {
+        "opt_outs": 2,  # opted out of marketing: no audience takes them
         "txn_count_90d": 10,
         "txn_count_prev_90d": 20,  # activity down by half: churn warning
         "last_txn_ts": _ts(5),

@@ -38,6 +38,18 @@ def test_string_literals_are_not_taken_for_tag_names(spark: SparkSession, wide: 
     ]
 
 
+def test_customers_who_opted_out_are_left_out_unless_asked(
+    spark: SparkSession, wide: DataFrame
+) -> None:
+    assert parse_audience(spark, REGISTRY, "银行客户").suppressed_by == ("marketing_opt_out",)
+    bank = _members(spark, wide, "银行客户")
+    assert "fading" not in bank and bank  # a bank customer, but opted out
+    everyone = parse_audience(spark, REGISTRY, "银行客户", include_suppressed=True)
+    assert everyone.suppressed_by == ()
+    kept = sorted(r["master_id"] for r in audience_members(wide, everyone).collect())
+    assert kept == sorted([*bank, "fading"])
+
+
 @pytest.mark.parametrize(
     ("expression", "message"),
     [

@@ -80,6 +80,23 @@ def test_bad_keys_and_values_name_file_and_tag(tmp_path: Path) -> None:
     assert colour.startswith("bank.yaml: tag bad_kind:") and "unknown key" in colour
 
 
+def test_only_a_boolean_tag_may_suppress_audiences(tmp_path: Path) -> None:
+    files = {
+        "marketing": [
+            _tag("opted_out", suppresses_audiences=True),
+            _tag(
+                "tier",
+                value_type="category",
+                values=["A", "B"],
+                sql="'A'",
+                suppresses_audiences=True,
+            ),
+        ]
+    }
+    problem = _one(_problems(tmp_path, files), "suppresses_audiences")
+    assert problem.startswith("marketing.yaml: tag tier:") and "boolean" in problem
+
+
 def test_duplicate_codes_across_files(tmp_path: Path) -> None:
     files = {"bank": [_tag("rich")], "retail": [_tag("Rich".lower())]}
     problem = _one(_problems(tmp_path, files), "duplicate code")

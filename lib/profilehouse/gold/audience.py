@@ -4,14 +4,19 @@ Tags are named by code or by their Chinese name (``存贷客户 = false AND 高�
 AND 数字活跃 = '高'``). The expression is validated against the registry before any data is
 read: an unknown name, a value a category tag cannot take, or SQL that does not parse or is not
 boolean fails with a message naming it and what is allowed.
+
+Customers carrying a tag marked ``suppresses_audiences`` (营销退订: opted out of marketing) are
+left out of every audience unless ``include_suppressed`` is asked for; the result says how many.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 import time
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -39,11 +44,24 @@ class AudienceError(ProfilehouseError):
 class Audience:
     expression: str
     condition: str  # the expression over tag codes
+    suppressed_by: tuple[str, ...] = ()  # codes of the tags whose customers are left out
+
+    @property
+    def suppression(self) -> Column:
+        """True for a customer some suppressing tag leaves out."""
+        flags = [F.coalesce(F.col(code), F.lit(False)) for code in self.suppressed_by]
+        return reduce(operator.or_, flags, F.lit(False))
 
 
-def parse_audience(spark: SparkSession, registry: TagRegistry, expression: str) -> Audience:
+def parse_audience(
+    spark: SparkSession,
+    registry: TagRegistry,
+    expression: str,
+    include_suppressed: bool = False,
+) -> Audience:
     """Translate tag names to codes and validate; raise :class:`AudienceError` naming every
-    problem."""
+    problem. Unless ``include_suppressed``, the tags marked ``suppresses_audiences`` leave
+    their customers out."""
     condition = _with_codes(expression, registry)
     problems = _value_problems(condition, registry)
     columns = ", ".join(
@@ -61,13 +79,23 @@ def parse_audience(spark: SparkSession, registry: TagRegistry, expression: str) 
         raise AudienceError(
             f"invalid audience {expression!r}:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    return Audience(expression, condition)
+    suppressed_by = (
+        ()
+        if include_suppressed
+        else tuple(t.code for t in registry.online() if t.definition.suppresses_audiences)
+    )
+    return Audience(expression, condition, suppressed_by)
 
 
 def audience_members(wide: DataFrame, audience: Audience) -> DataFrame:
-    """``(master_id, snapshot_date)`` of the customers in the audience (null counts as no)."""
-    condition: Column = F.coalesce(F.expr(audience.condition), F.lit(False))
-    return wide.where(condition).select("master_id", "snapshot_date")
+    """``(master_id, snapshot_date)`` of the customers in the audience (null counts as no),
+    suppressed customers left out."""
+    kept = _matching(wide, audience).where(~audience.suppression)
+    return kept.select("master_id", "snapshot_date")
+
+
+def _matching(wide: DataFrame, audience: Audience) -> DataFrame:
+    return wide.where(F.coalesce(F.expr(audience.condition), F.lit(False)))
 
 
 def _with_codes(expression: str, registry: TagRegistry) -> str:
@@ -129,6 +157,7 @@ class AudienceResult:
     expression: str
     snapshot_date: dt.date
     count: int
+    suppressed: int  # matched the expression, left out by a suppressing tag
     seconds_to_count: float
     table: str
 
@@ -140,22 +169,31 @@ def select_audience(
     name: str,
     expression: str,
     snapshot_date: dt.date | None = None,
+    include_suppressed: bool = False,
 ) -> AudienceResult:
     """Count the audience on ``gold.customer_tags`` at ``snapshot_date`` (default: the newest
     snapshot), then write its members to ``gold.audiences`` (the audience's rows for that
     snapshot replaced, so a re-run never duplicates)."""
     if not _NAME.match(name):
         raise AudienceError(f"audience name {name!r} must be lower_snake_case")
-    audience = parse_audience(spark, registry, expression)
+    audience = parse_audience(spark, registry, expression, include_suppressed)
     wide = delta_io.read_table(spark, catalog.table(Layer.GOLD, "customer_tags"))
     if snapshot_date is None:
         newest = wide.agg(F.max("snapshot_date").alias("d")).first()
         if newest is None or newest["d"] is None:
             raise AudienceError("gold.customer_tags holds no snapshot yet: run the gold stage")
         snapshot_date = newest["d"]
-    members = audience_members(wide.where(F.col("snapshot_date") == F.lit(snapshot_date)), audience)
+    snapshot = wide.where(F.col("snapshot_date") == F.lit(snapshot_date))
+    members = audience_members(snapshot, audience)
     started = time.perf_counter()
-    count = members.count()
+    counts = (
+        _matching(snapshot, audience)
+        .agg(
+            F.count_if(~audience.suppression).alias("count"),
+            F.count_if(audience.suppression).alias("suppressed"),
+        )
+        .first()
+    )
     seconds = time.perf_counter() - started
     ref = catalog.table(Layer.GOLD, "audiences")
     rows = members.select(
@@ -170,4 +208,12 @@ def select_audience(
         delta_io.write_table(rows, ref, mode="overwrite", options={"replaceWhere": replace})
     else:
         delta_io.write_table(rows, ref, partition_by=["audience"])
-    return AudienceResult(name, expression, snapshot_date, count, seconds, ref.qualified_name)
+    return AudienceResult(
+        name,
+        expression,
+        snapshot_date,
+        counts["count"],
+        counts["suppressed"],
+        seconds,
+        ref.qualified_name,
+    )

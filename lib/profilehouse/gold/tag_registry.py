@@ -97,11 +97,20 @@ class TagDefinition(StrictModel):
     version: int = Field(default=1, ge=1)
     status: Status = "online"
     description: str = Field(min_length=1)
+    suppresses_audiences: bool = Field(
+        default=False,
+        description="A boolean tag whose customers every audience leaves out unless asked "
+        "(opted out of marketing, deceased, on a do-not-contact list).",
+    )
 
     @model_validator(mode="after")
     def _one_definition_and_consistent_values(self) -> TagDefinition:
         if (self.sql is None) == (self.builtin is None):
             raise ValueError("give exactly one of 'sql' and 'builtin'")
+        if self.suppresses_audiences and self.value_type != "boolean":
+            raise ValueError(
+                f"'suppresses_audiences' needs a boolean tag, not a {self.value_type} one"
+            )
         if self.value_type == "category" and not self.values:
             raise ValueError("a category tag needs its allowed 'values'")
         if self.value_type != "category" and self.values is not None:
