@@ -361,6 +361,13 @@ def _gold_result(stage: str, sf: float, result, took: float, peak: int, floor: f
             "features": result.features,
             "customer_tags_per_s": round(cells / took),
             **{f"refresh_{k}": v for k, v in result.refresh.items()},
+            **{
+                f"{name}_{k}": v
+                for name, figures in result.signals.items()
+                if isinstance(figures, dict)
+                for k, v in figures.items()
+                if k in ("recall", "false_positive_rate", "recall_all")
+            },
         },
     )
 
