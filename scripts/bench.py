@@ -37,7 +37,10 @@ from profilehouse.catalog import TableCatalog  # noqa: E402
 from profilehouse.config import load_environment  # noqa: E402
 from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
+from profilehouse.gold.audience import select_audience  # noqa: E402
+from profilehouse.gold.feature_config import load_feature_config  # noqa: E402
 from profilehouse.gold.stage import run_gold_stage  # noqa: E402
+from profilehouse.gold.tag_registry import load_tag_registry  # noqa: E402
 from profilehouse.identity.settings import load_identity_settings  # noqa: E402
 from profilehouse.identity.stage import run_identity_stage  # noqa: E402
 from profilehouse.ingest.stages import (  # noqa: E402
@@ -416,9 +419,41 @@ def bench_gold(spark, env, sf: float, work: Path) -> list[StageResult]:
                     )
                     took = time.perf_counter() - started
                 results.append(_gold_result(stage, sf, result, took, mem.peak, floor, rows_in))
+        results.append(_bench_audience(spark, env, sf, result.customers, floor))
     finally:
         _deliver_held_batch(landing, held)
     return results
+
+
+AUDIENCE = "存贷客户 = false AND 高净值客户 IN ('A','B') AND 数字活跃 = '高'"
+
+
+def _bench_audience(spark, env, sf: float, customers: int, floor: float) -> StageResult:
+    """The time to count a typical audience (人群圈选) on the newest snapshot."""
+    registry = load_tag_registry(load_feature_config().schema)
+    catalog = TableCatalog.for_environment(env)
+    with PeakMemory() as mem:
+        started = time.perf_counter()
+        result = select_audience(spark, catalog, registry, "bench_dl_prospects", AUDIENCE)
+        took = time.perf_counter() - started
+    return StageResult(
+        scale_factor=sf,
+        stage="audience",
+        seconds=round(took, 2),
+        rows_in=customers,
+        rows_out=result.count,
+        bytes_out=0,
+        rows_per_s=round(customers / result.seconds_to_count) if result.seconds_to_count else 0,
+        peak_rss_mib=round(mem.peak / 2**20),
+        floor_seconds=round(floor, 2),
+        ratio_to_floor=round(took / floor, 2),
+        figures={
+            "expression": AUDIENCE,
+            "seconds_to_count": round(result.seconds_to_count, 3),
+            "members": result.count,
+            "suppressed": result.suppressed,
+        },
+    )
 
 
 def _data_files(landing: Path, batch_glob: str) -> list[Path]:
