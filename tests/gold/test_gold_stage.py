@@ -4,7 +4,6 @@ the tables it writes and the catalog's figures."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from pyspark.sql import functions as F
 
 from profilehouse import delta_io
 from profilehouse.catalog import Layer, TableCatalog
-from profilehouse.config import DEFAULT_CONF_DIR, EnvironmentConfig, load_environment
+from profilehouse.config import EnvironmentConfig, load_environment
 from profilehouse.gold.audience import AudienceError, select_audience
 from profilehouse.gold.feature_config import load_feature_config
 from profilehouse.gold.stage import (
@@ -31,6 +30,7 @@ from profilehouse.gold.stage import (
 )
 from profilehouse.gold.tag_registry import load_tag_registry
 from profilehouse.tables import identity_table, silver_table
+from tests.gold.conf import write_gold_conf
 
 T = dt.date(2025, 6, 30)
 
@@ -123,15 +123,8 @@ def warehouse(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[EnvironmentConfig, Path, TableCatalog]:
     root = tmp_path_factory.mktemp("gold")
-    conf = root / "conf"
-    (conf / "tags").mkdir(parents=True)
-    shutil.copy(DEFAULT_CONF_DIR / "identity.yaml", conf / "identity.yaml")
-    (conf / "features.yaml").write_text(yaml.safe_dump(FEATURES_YAML, allow_unicode=True))
-    (conf / "kpis.yaml").write_text(yaml.safe_dump(KPIS_YAML, allow_unicode=True))
-    (conf / "tags" / "hierarchy.yaml").write_text(
-        yaml.safe_dump({"hierarchy": {"价值": {"消费": ["活跃", "金额"]}}}, allow_unicode=True)
-    )
-    (conf / "tags" / "shop.yaml").write_text(yaml.safe_dump(TAGS_YAML, allow_unicode=True))
+    hierarchy = {"价值": {"消费": ["活跃", "金额"]}}
+    conf = write_gold_conf(root / "conf", FEATURES_YAML, KPIS_YAML, TAGS_YAML, hierarchy)
     env = load_environment("test").model_copy(update={"warehouse": str(root / "warehouse")})
     catalog = TableCatalog.for_environment(env)
     orders = spark.createDataFrame(

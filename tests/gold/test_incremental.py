@@ -13,11 +13,8 @@ and T2 (a ``latest_by`` row becomes visible).
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from pathlib import Path
 
 import pytest
-import yaml
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -25,10 +22,11 @@ from pyspark.sql import functions as F
 
 from profilehouse import delta_io
 from profilehouse.catalog import TableCatalog
-from profilehouse.config import DEFAULT_CONF_DIR, EnvironmentConfig, load_environment
+from profilehouse.config import EnvironmentConfig, load_environment
 from profilehouse.gold.stage import CUSTOMER_TAGS, FEATURES, gold_table, run_gold_stage
 from profilehouse.tables import identity_table, silver_table
 from tests.conftest import copy_warehouse
+from tests.gold.conf import write_gold_conf
 
 T1, T2 = dt.date(2025, 6, 30), dt.date(2025, 7, 10)
 CDF = {"delta.enableChangeDataFeed": "true"}
@@ -137,17 +135,6 @@ def _members(pairs: list[tuple[str, str]], spark: SparkSession) -> DataFrame:
     return spark.createDataFrame([(f"shop_members|{m}", master) for m, master in pairs], MEMBERS)
 
 
-def _write_conf(conf: Path) -> None:
-    (conf / "tags").mkdir(parents=True)
-    shutil.copy(DEFAULT_CONF_DIR / "identity.yaml", conf / "identity.yaml")
-    (conf / "features.yaml").write_text(yaml.safe_dump(FEATURES_YAML, allow_unicode=True))
-    (conf / "kpis.yaml").write_text(yaml.safe_dump(KPIS_YAML, allow_unicode=True))
-    (conf / "tags" / "hierarchy.yaml").write_text(
-        yaml.safe_dump({"hierarchy": {"价值": {"消费": ["活跃"]}}}, allow_unicode=True)
-    )
-    (conf / "tags" / "shop.yaml").write_text(yaml.safe_dump(TAGS_YAML, allow_unicode=True))
-
-
 def _first_state(spark: SparkSession, catalog: TableCatalog) -> None:
     orders = [
         ("o1", "m1", _ts(6, 10), 80.0),
@@ -206,8 +193,8 @@ def _snapshot(spark: SparkSession, catalog: TableCatalog, name: str, day: dt.dat
 def refreshed(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
     """(incremental env, catalog, result; full catalog, result) after the changes."""
     root = tmp_path_factory.mktemp("gold-incremental")
-    conf = root / "conf"
-    _write_conf(conf)
+    hierarchy = {"价值": {"消费": ["活跃"]}}
+    conf = write_gold_conf(root / "conf", FEATURES_YAML, KPIS_YAML, TAGS_YAML, hierarchy)
     env = load_environment("test").model_copy(update={"warehouse": str(root / "inc")})
     catalog = TableCatalog.for_environment(env)
     _first_state(spark, catalog)
