@@ -113,3 +113,11 @@ def test_average_order_value_matches_the_silver_orders(
     )
     expected = float(pos["spend"] + ecom["spend"]) / (pos["orders"] + ecom["orders"])
     assert gold_made.kpis["avg_order_value_365d"].value == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_run_reports_its_seconds_by_step(gold_made: GoldResult) -> None:
+    steps = gold_made.figures["seconds_by_step"]
+    assert list(steps)[:4] == ["inputs", "features", "tags", "long_tags"]
+    assert {"tag_catalog", "kpis", "planted_signals"} <= set(steps)
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert sum(steps.values()) <= gold_made.seconds + 0.1 * len(steps)

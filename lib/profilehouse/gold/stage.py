@@ -53,6 +53,7 @@ from profilehouse.gold.tag_registry import TagRegistry, check_tag_sql, load_tag_
 from profilehouse.gold.tags import INVALID_TAGS, long_tag_values, tag_values
 from profilehouse.identity.settings import load_identity_settings
 from profilehouse.tables import identity_table, silver_table
+from profilehouse.timing import StepTimer
 from profilehouse.truth import persons_dir, read_truth_persons, read_truth_records
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class GoldResult:
     signals: Mapping[str, Any] = field(default_factory=quality.no_truth_report)
     refresh: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    seconds_by_step: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def figures(self) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class GoldResult:
             "kpis": {code: k.value for code, k in self.kpis.items()},
             "planted_signals": dict(self.signals),
             "refresh": dict(self.refresh),
+            "seconds_by_step": dict(self.seconds_by_step),
         }
 
 
@@ -203,29 +206,44 @@ def _run(
     mode: RefreshMode,
 ) -> GoldResult:
     started = time.perf_counter()
-    config = load_feature_config(conf_dir)
-    registry = load_tag_registry(config.schema, conf_dir)
-    check_tag_sql(spark, registry)
-    record_keys = {n: s.key for n, s in load_identity_settings(conf_dir).records.items()}
-    names = input_table_names(config)
-    if known_at:
+    timer = StepTimer()
+    with timer.step("inputs"):
+        config = load_feature_config(conf_dir)
+        registry = load_tag_registry(config.schema, conf_dir)
+        check_tag_sql(spark, registry)
+        record_keys = {n: s.key for n, s in load_identity_settings(conf_dir).records.items()}
+        names = input_table_names(config)
+        if known_at:
+            if snapshot_date is None:
+                raise ValueError("an as-known-at snapshot needs its snapshot date")
+            versions = pinned_versions(spark, catalog, snapshot_date)
+        else:
+            versions = current_versions(spark, catalog, names)
+        tables = {name: _read(spark, catalog, name, versions[name]) for name in names}
         if snapshot_date is None:
-            raise ValueError("an as-known-at snapshot needs its snapshot date")
-        versions = pinned_versions(spark, catalog, snapshot_date)
-    else:
-        versions = current_versions(spark, catalog, names)
-    tables = {name: _read(spark, catalog, name, versions[name]) for name in names}
-    if snapshot_date is None:
-        snapshot_date = newest_event_date(spark, config, tables)
+            snapshot_date = newest_event_date(spark, config, tables)
     log.info(
         f"  gold: snapshot {snapshot_date} ({'as known at' if known_at else 'as of event time'})"
     )
     snapshots = Snapshots(
-        spark, catalog, config, registry, tables, versions, record_keys, run_id, known_at, mode
+        spark,
+        catalog,
+        config,
+        registry,
+        tables,
+        versions,
+        record_keys,
+        run_id,
+        known_at,
+        mode,
+        timer,
     )
     wide, refresh = snapshots.make(snapshot_date)
-    catalog_rows, coverage, customers = tag_catalog(spark, catalog, registry, wide, snapshot_date)
-    _replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
+    with timer.step("tag_catalog"):
+        catalog_rows, coverage, customers = tag_catalog(
+            spark, catalog, registry, wide, snapshot_date
+        )
+        _replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
     kpis = load_kpi_config(conf_dir)
     starts = {}
     for window in kpis.windows():
@@ -234,12 +252,14 @@ def _run(
             log.info(f"  gold: making the {start_date} snapshot ({window}-day KPIs start there)")
             snapshots.make(start_date)
         starts[window] = _customers(spark, catalog, start_date)
-    kpi_rows = kpi_values(
-        _with_starts(_customers(spark, catalog, snapshot_date), starts), kpis, snapshot_date
-    )
-    _replace_snapshot(kpi_rows, gold_table(catalog, KPI_DAILY), snapshot_date)
-    headlines = kpi_headlines(spark, catalog, kpis, snapshot_date)
-    signals = _planted_signals(spark, truth_uri, tables["master_members"], wide)
+    with timer.step("kpis"):
+        kpi_rows = kpi_values(
+            _with_starts(_customers(spark, catalog, snapshot_date), starts), kpis, snapshot_date
+        )
+        _replace_snapshot(kpi_rows, gold_table(catalog, KPI_DAILY), snapshot_date)
+        headlines = kpi_headlines(spark, catalog, kpis, snapshot_date)
+    with timer.step("planted_signals"):
+        signals = _planted_signals(spark, truth_uri, tables["master_members"], wide)
     seconds = time.perf_counter() - started
     log.info(
         f"  gold: {customers:,} customers × {len(registry.online())} tags, "
@@ -256,6 +276,7 @@ def _run(
         signals=signals,
         refresh=refresh,
         seconds=seconds,
+        seconds_by_step=timer.seconds_by_step(),
     )
 
 
@@ -309,27 +330,32 @@ class Snapshots:
     run_id: str
     known_at: bool
     mode: RefreshMode
+    timer: StepTimer = field(default_factory=StepTimer)
 
     def make(self, day: dt.date) -> tuple[DataFrame, dict[str, Any]]:
         """Write the features, wide and long tags of ``day`` and record the run; return the
         stored wide tags and how the features were refreshed (full or incremental)."""
-        features, refresh = self._features(day)
-        _replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
-        stored = _stored(self.spark, self.catalog, FEATURES, day)
-        wide_ref = gold_table(self.catalog, CUSTOMER_TAGS)
-        _replace_snapshot(tag_values(stored, self.registry), wide_ref, day)
-        wide = _stored(self.spark, self.catalog, CUSTOMER_TAGS, day)
-        long_ref = gold_table(self.catalog, TAG_VALUES)
-        _replace_snapshot(long_tag_values(wide, self.registry), long_ref, day)
-        _record_run(
-            self.spark,
-            self.catalog,
-            self.run_id,
-            day,
-            self.versions,
-            basis="known_at" if self.known_at else "event_time",
-            fingerprint=self.fingerprint,
-        )
+        with self.timer.step("features"):
+            features, refresh = self._features(day)
+            _replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
+        with self.timer.step("tags"):
+            stored = _stored(self.spark, self.catalog, FEATURES, day)
+            wide_ref = gold_table(self.catalog, CUSTOMER_TAGS)
+            _replace_snapshot(tag_values(stored, self.registry), wide_ref, day)
+            wide = _stored(self.spark, self.catalog, CUSTOMER_TAGS, day)
+        with self.timer.step("long_tags"):
+            long_ref = gold_table(self.catalog, TAG_VALUES)
+            _replace_snapshot(long_tag_values(wide, self.registry), long_ref, day)
+        with self.timer.step("snapshot_runs"):
+            _record_run(
+                self.spark,
+                self.catalog,
+                self.run_id,
+                day,
+                self.versions,
+                basis="known_at" if self.known_at else "event_time",
+                fingerprint=self.fingerprint,
+            )
         return wide, refresh
 
     @property
