@@ -207,9 +207,20 @@ def _ingest_results(
                 peak_rss_mib=round(mem_peak / 2**20),
                 floor_seconds=round(floor, 2),
                 ratio_to_floor=round(took / floor, 2) if floor else 0,
+                figures=_steps(silver_loads if stage == "silver" else bronze_loads),
             )
         )
     return results
+
+
+def _steps(loads) -> dict:
+    """Seconds per step of a bronze or silver run, summed over the sources (where the time
+    goes)."""
+    steps: dict[str, float] = {}
+    for load in loads:
+        for step, took in load.seconds_by_step.items():
+            steps[step] = round(steps.get(step, 0.0) + took, 1)
+    return {f"seconds_{step}": took for step, took in steps.items()}
 
 
 def bench_ingest(spark, env, sf: float, work: Path) -> list[StageResult]:
@@ -364,6 +375,7 @@ def _gold_result(stage: str, sf: float, result, took: float, peak: int, floor: f
             "features": result.features,
             "customer_tags_per_s": round(cells / took),
             **{f"refresh_{k}": v for k, v in result.refresh.items()},
+            **{f"seconds_{k}": v for k, v in result.seconds_by_step.items()},
             **{
                 f"{name}_{k}": v
                 for name, figures in result.signals.items()

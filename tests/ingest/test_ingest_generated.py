@@ -40,6 +40,16 @@ def test_every_batch_reconciles(spark: SparkSession, ingested: Ingested) -> None
     assert batches == sum(len(b.batches) for b in ingested.bronze)
 
 
+def test_every_load_reports_where_its_time_went(ingested: Ingested) -> None:
+    for bronze in ingested.bronze:
+        assert list(bronze.seconds_by_step)[-3:] == ["write", "row_counts", "mark_loaded"]
+        assert sum(bronze.seconds_by_step.values()) <= bronze.seconds + 0.5
+    for silver in ingested.silver:
+        steps = silver.seconds_by_step
+        assert {"validate", "silver", "quarantine", "reconciliation"} <= set(steps)
+        assert sum(steps.values()) <= silver.seconds + 0.5
+
+
 def test_malformed_rows_are_exactly_the_generators(
     spark: SparkSession, generated: Generated, ingested: Ingested
 ) -> None:

@@ -70,6 +70,7 @@ from profilehouse.ingest.landing import (
 )
 from profilehouse.ingest.source_config import SourceSpec
 from profilehouse.tables import bronze_table, file_log_table
+from profilehouse.timing import StepTimer
 
 RESCUED = "_rescued_data"
 CORRUPT = "_corrupt_record"
@@ -112,6 +113,13 @@ class BronzeLoad:
     in_flight: list[str] = field(default_factory=list)  # skipped until their upload completes
     duplicates: dict[str, str] = field(default_factory=dict)  # re-delivered file → original
     empty_files: list[str] = field(default_factory=list)  # loaded, but held no rows
+    timer: StepTimer = field(default_factory=StepTimer, repr=False, compare=False)
+
+    @property
+    def seconds_by_step(self) -> dict[str, float]:
+        """Seconds per step: file log, listing, duplicate check, claim, write, row counts,
+        marking the files loaded."""
+        return self.timer.seconds_by_step()
 
 
 # --- reading the landing files -------------------------------------------------------------------
@@ -555,9 +563,12 @@ def _finish_load(
     result: BronzeLoad,
 ) -> None:
     """Commits 2 and 3 of a load whose files are logged as pending."""
-    _write_bronze(spark, catalog, spec, files, load_id, ingested_at)
-    counts = _rows_per_file(spark, catalog, spec, load_id)
-    _mark_loaded(spark, catalog, spec.name, files, load_id, counts)
+    with result.timer.step("write"):
+        _write_bronze(spark, catalog, spec, files, load_id, ingested_at)
+    with result.timer.step("row_counts"):
+        counts = _rows_per_file(spark, catalog, spec, load_id)
+    with result.timer.step("mark_loaded"):
+        _mark_loaded(spark, catalog, spec.name, files, load_id, counts)
     result.load_ids.append(load_id)
     result.files += len(files)
     result.bytes += sum(f.size for f in files)
@@ -771,8 +782,10 @@ def load_bronze_source(
     """
     started = time.perf_counter()
     result = BronzeLoad(spec.name)
+    step = result.timer.step
     if log is None:
-        log = _file_log(spark, catalog, spec.name)
+        with step("file_log"):
+            log = _file_log(spark, catalog, spec.name)
     loaded_ids = {e.load_id for e in log if e.status == LOADED}
     pending: dict[int, list[_LoggedFile]] = defaultdict(list)
     for entry in log:
@@ -784,7 +797,8 @@ def load_bronze_source(
         _finish_load(spark, catalog, spec, files, load_id, entries[0].logged_at, result)
         result.resumed_pending += 1
 
-    listed = list_landing_files(spark, f"{landing_root.rstrip('/')}/{spec.location}")
+    with step("list"):
+        listed = list_landing_files(spark, f"{landing_root.rstrip('/')}/{spec.location}")
     logged = {e.file.path: e.file for e in log}
     changed = _changed_files(logged, listed)
     if changed:
@@ -795,11 +809,13 @@ def load_bronze_source(
     unlogged = [f for f in listed if f.path not in logged]
     unlogged, in_flight = split_in_flight(unlogged, spec.min_file_age_seconds)
     result.in_flight = [f.path for f in in_flight]
-    new, duplicates, hashes = _set_aside_duplicates(spark, unlogged, log, listed)
+    with step("duplicates"):
+        new, duplicates, hashes = _set_aside_duplicates(spark, unlogged, log, listed)
     result.duplicates = duplicates
     if new or duplicates:
-        load_id, ingested_at = _claim_load_id(spark, catalog, spec.name, new, log, hashes)
-        _log_duplicates(spark, catalog, spec.name, unlogged, duplicates, hashes, load_id)
+        with step("claim"):
+            load_id, ingested_at = _claim_load_id(spark, catalog, spec.name, new, log, hashes)
+            _log_duplicates(spark, catalog, spec.name, unlogged, duplicates, hashes, load_id)
     if new:
         _finish_load(spark, catalog, spec, new, load_id, ingested_at, result)
     result.seconds = round(time.perf_counter() - started, 2)

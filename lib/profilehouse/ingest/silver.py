@@ -64,6 +64,7 @@ from profilehouse.tables import (
     silver_table,
     vault_table,
 )
+from profilehouse.timing import StepTimer
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 META_COLUMNS = ("_batch", "_load_id", "_source_file", "_row_hash", "_ingested_at")
@@ -128,6 +129,13 @@ class SilverLoad:
     warnings: dict[str, int] = field(default_factory=dict)  # warning → rows
     absent_columns: dict[str, list[str]] = field(default_factory=dict)  # file → columns it lacked
     seconds: float = 0.0
+    timer: StepTimer = field(default_factory=StepTimer, repr=False, compare=False)
+
+    @property
+    def seconds_by_step(self) -> dict[str, float]:
+        """Seconds per step, summed over the loads: validate (read bronze, check, tokenise,
+        count), then each commit."""
+        return self.timer.seconds_by_step()
 
 
 # --- column lists and keys -----------------------------------------------------------------------
@@ -624,11 +632,13 @@ def load_silver_load(
     result: SilverLoad,
 ) -> None:
     """Process bronze load ``load_id`` of ``spec`` into silver, quarantine, vault and ops."""
+    step = result.timer.step
     validated = validated_load(spark, catalog, spec, load_id, key).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     try:
-        figures = _load_figures(validated, spec)
+        with step("validate"):
+            figures = _load_figures(validated, spec)
         _check_missing_columns(spec, figures)
         problem = _check_reject_rate(spec, load_id, figures)
         if problem:
@@ -640,17 +650,22 @@ def load_silver_load(
         rows = latest_per_key(accepted, spec, absent).select(
             *silver_columns(spec), *[carried_version_column(c) for c in absent]
         )
-        merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec, absent)
+        with step("silver"):
+            merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec, absent)
         _committed("silver", load_id)
         vault = _vault_rows(accepted, spec)
         if vault is not None:
-            _merge_vault(spark, catalog, vault)
+            with step("vault"):
+                _merge_vault(spark, catalog, vault)
             _committed("vault", load_id)
-        _append_quarantine(catalog, validated, spec, load_id)
+        with step("quarantine"):
+            _append_quarantine(catalog, validated, spec, load_id)
         _committed("quarantine", load_id)
-        _append_rule_counts(spark, catalog, spec, load_id, figures)
+        with step("rule_counts"):
+            _append_rule_counts(spark, catalog, spec, load_id, figures)
         _committed("rule_counts", load_id)
-        _append_reconciliation(spark, catalog, spec, load_id, figures, PASSED)
+        with step("reconciliation"):
+            _append_reconciliation(spark, catalog, spec, load_id, figures, PASSED)
         _committed("reconciliation", load_id)
     finally:
         validated.unpersist()
