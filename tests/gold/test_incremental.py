@@ -3,16 +3,20 @@ Feed on): after a batch of changes of every kind, recomputing only the changed c
 exactly what a full recompute gives, and the customers nothing touched are carried over.
 
 Customers and what happens to them between the snapshots of T1 and T2:
-M1 new order (insert) · M2 late order dated before T1 (insert) · M3 order amount corrected
-(update) · M4 card expires between T1 and T2 (a ``snapshot_date`` condition flips) · M5 order
-leaves the 30-day window · M6, M12 nothing (carried) · M7 new identity record (new customer)
-· M9 merged into M8 (M9 goes) · M10 golden record changed · M11 card balance dated between T1
-and T2 (a ``latest_by`` row becomes visible).
+M1 new order dated after T1 (folded: counts, sums, day counts and maxima take it in) · M2 late
+order dated before T1 (insert, recomputed) · M3 order amount corrected (update, recomputed) ·
+M4 card expires between T1 and T2 (a ``snapshot_date`` condition flips in a ``latest_by``
+source: recomputed) · M5 its biggest order leaves the 30-day window (the new maximum is
+unknown: recomputed) · M14 a smaller order leaves the window (folded) · M6, M12 nothing
+(carried) · M7 new identity record (new customer) · M9 merged into M8 (M9 goes) · M10 golden
+record changed · M11 card balance dated between T1 and T2 (a ``latest_by`` row becomes
+visible).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
@@ -45,6 +49,12 @@ FEATURES_YAML = {
             "features": {
                 "orders": {"agg": "count", "description": "orders"},
                 "spend": {"agg": "sum", "value": "amount", "description": "spend"},
+                "biggest_order": {"agg": "max", "value": "amount", "description": "biggest"},
+                "order_days": {
+                    "agg": "count_distinct",
+                    "value": "to_date(ts)",
+                    "description": "days",
+                },
                 "last_order_ts": {
                     "agg": "max",
                     "value": "ts",
@@ -125,7 +135,7 @@ KPIS_YAML = {
         }
     },
 }
-ORDERS = "order_id string, member_id string, ts timestamp, amount double"
+ORDERS = "order_id string, member_id string, ts timestamp, amount decimal(12,2)"
 CARDS = "card_id string, member_id string, as_of date, balance double, expiry date"
 MEMBERS = "record_id string, master_id string"
 GOLDEN = "master_id string, city string"
@@ -137,7 +147,7 @@ def _members(pairs: list[tuple[str, str]], spark: SparkSession) -> DataFrame:
 
 def _first_state(spark: SparkSession, catalog: TableCatalog) -> None:
     orders = [
-        ("o1", "m1", _ts(6, 10), 80.0),
+        ("o1", "m1", _ts(6, 12), 80.0),  # in both windows
         ("o2", "m1", _ts(6, 29), 40.0),
         ("o3", "m2", _ts(6, 20), 10.0),
         ("o6", "m3", _ts(6, 15), 50.0),
@@ -146,7 +156,10 @@ def _first_state(spark: SparkSession, catalog: TableCatalog) -> None:
         ("o8", "m8", _ts(5, 2), 20.0),
         ("o9", "m9", _ts(5, 3), 25.0),
         ("o12", "m12", _ts(6, 25), 70.0),  # in both windows
+        ("o14", "m14", _ts(6, 5), 10.0),  # leaves the window, not the biggest
+        ("o15", "m14", _ts(6, 20), 90.0),
     ]
+    orders = [(o, m, ts, Decimal(str(amount))) for o, m, ts, amount in orders]
     cards = [
         ("c1", "m1", dt.date(2025, 5, 31), 100.0, dt.date(2026, 1, 1)),
         ("c4", "m4", dt.date(2025, 5, 31), 50.0, dt.date(2025, 7, 5)),  # expires in between
@@ -160,9 +173,9 @@ def _first_state(spark: SparkSession, catalog: TableCatalog) -> None:
     delta_io.write_table(
         spark.createDataFrame(cards, CARDS), silver_table(catalog, "shop_cards"), properties=CDF
     )
-    pairs = [(f"m{i}", f"M{i}") for i in (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12)]
+    pairs = [(f"m{i}", f"M{i}") for i in (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 14)]
     delta_io.write_table(_members(pairs, spark), identity_table(catalog, "master_members"))
-    golden = [(f"M{i}", "上海") for i in (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)] + [("M10", "南京")]
+    golden = [(f"M{i}", "上海") for i in (1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 14)] + [("M10", "南京")]
     delta_io.write_table(
         spark.createDataFrame(golden, GOLDEN), identity_table(catalog, "golden_records")
     )
@@ -170,12 +183,13 @@ def _first_state(spark: SparkSession, catalog: TableCatalog) -> None:
 
 def _changes(spark: SparkSession, catalog: TableCatalog) -> None:
     orders = silver_table(catalog, "shop_orders")
-    new = [("o7", "m1", _ts(7, 5), 60.0), ("o10", "m2", _ts(6, 25), 15.0)]  # new, late
+    new = [("o7", "m1", _ts(7, 5), Decimal("60")), ("o10", "m2", _ts(6, 25), Decimal("15"))]
     delta_io.write_table(spark.createDataFrame(new, ORDERS), orders, mode="append")
     DeltaTable.forPath(spark, orders.location).update("order_id = 'o6'", {"amount": "55.0"})
-    pairs = [(f"m{i}", f"M{i}") for i in (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12)] + [("m9", "M8")]
+    pairs = [(f"m{i}", f"M{i}") for i in (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 14)]
+    pairs += [("m9", "M8")]
     delta_io.write_table(_members(pairs, spark), identity_table(catalog, "master_members"))
-    golden = [(f"M{i}", "上海") for i in (1, 2, 3, 4, 5, 6, 7, 8, 11, 12)] + [("M10", "苏州")]
+    golden = [(f"M{i}", "上海") for i in (1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14)] + [("M10", "苏州")]
     delta_io.write_table(
         spark.createDataFrame(golden, GOLDEN), identity_table(catalog, "golden_records")
     )
@@ -213,8 +227,9 @@ def test_only_the_changed_customers_are_recomputed(refreshed) -> None:
     assert inc.refresh == {
         "mode": "incremental",
         "base": T1.isoformat(),
-        "recomputed": 10,  # M1-M5, M7-M11: every kind of change, M9's old master included
-        "customers": 11,  # M9 merged away
+        "recomputed": 9,  # M2-M5, M7-M11: every kind of change, M9's old master included
+        "folded": 2,  # M1, M14
+        "customers": 12,  # M9 merged away
     }
     assert full.refresh["mode"] == "full"
 
@@ -224,7 +239,7 @@ def test_incremental_equals_full(spark: SparkSession, refreshed, table: str) -> 
     _env, _conf, catalog, _inc, full_catalog, _full = refreshed
     got = _snapshot(spark, catalog, table, T2)
     expected = _snapshot(spark, full_catalog, table, T2)
-    assert got.count() == 11
+    assert got.count() == 12
     assert_df_equality(
         got, expected, ignore_row_order=True, ignore_column_order=True, ignore_nullable=True
     )

@@ -66,7 +66,7 @@ def rows_as_of(
     if not source.latest_by:
         return rows
     newest_first = Window.partitionBy(*[F.expr(k) for k in source.latest_by]).orderBy(
-        _event_ts(source).desc()
+        event_ts(source).desc()
     )
     return (
         rows.withColumn("__rank", F.row_number().over(newest_first))
@@ -79,7 +79,7 @@ def with_calendars(rows: DataFrame, source: FeatureSource, config: FeatureConfig
     """``rows`` with an ``in_<calendar>`` flag per calendar (false for a source without time)."""
     if source.time is None:
         return rows
-    day = F.to_date(_event_ts(source))
+    day = F.to_date(event_ts(source))
     for name, calendar in config.calendars.items():
         dates = F.array(*[F.lit(d) for d in calendar.dates])
         near = F.exists(dates, _within(day, calendar.days_around))
@@ -91,7 +91,7 @@ def visible_on(source: FeatureSource, snapshot_date: dt.date) -> Column:
     """Whether a row is in the snapshot of ``snapshot_date`` (event time on or before it)."""
     if source.time is None:
         return F.lit(True)
-    return _event_ts(source) < F.lit(snapshot_end(snapshot_date))
+    return event_ts(source) < F.lit(snapshot_end(snapshot_date))
 
 
 def _within(day: Column, days: int) -> Callable[[Column], Column]:
@@ -169,8 +169,14 @@ def _feature_problems(
     return problems or [f"sources.{source_name}: its features do not analyse together"]
 
 
-def _event_ts(source: FeatureSource) -> Column:
+def event_ts(source: FeatureSource) -> Column:
+    """The source's event time as a timestamp (the source must have a ``time``)."""
     return F.expr(source.time).cast("timestamp")  # type: ignore[arg-type]
+
+
+def reads_snapshot_date(sql: str | None) -> bool:
+    """Whether a feature's ``where`` or ``value`` SQL reads ``snapshot_date``."""
+    return SNAPSHOT_DATE in (sql or "")
 
 
 def kept_value(
@@ -181,7 +187,7 @@ def kept_value(
     condition = F.expr(spec.where) if spec.where else F.lit(True)
     if window is not None:
         start = snapshot_end(snapshot_date) - dt.timedelta(days=window)
-        condition = condition & (_event_ts(source) >= F.lit(start))
+        condition = condition & (event_ts(source) >= F.lit(start))
     value = F.expr(spec.value) if spec.value else F.lit(1)
     return F.when(condition, value)
 
@@ -224,20 +230,49 @@ def feature_snapshot(
     customers = members.select(MASTER_ID).distinct()
     parts = [customers]
     for name, source in config.sources.items():
-        rows = rows_as_of(source_rows(spark, name, source, tables), source, config, snapshot_date)
-        rows = with_source_master_id(rows, name, source, members, record_keys)
-        parts.append(source_features(rows, name, source, config, snapshot_date))
+        parts.append(
+            source_snapshot(
+                spark, name, source, config, tables, members, record_keys, snapshot_date
+            )
+        )
     stacked = parts[0]
     for part in parts[1:]:
         stacked = stacked.unionByName(part, allowMissingColumns=True)
     columns = [c for c in config.schema if c not in config.derived]
     collapsed = stacked.groupBy(MASTER_ID).agg(*[F.max(c).alias(c) for c in columns])
+    return finished_snapshot(collapsed, config, snapshot_date)
+
+
+def source_snapshot(
+    spark: SparkSession,
+    name: str,
+    source: FeatureSource,
+    config: FeatureConfig,
+    tables: Mapping[str, DataFrame],
+    members: DataFrame,
+    record_keys: Mapping[str, list[str]],
+    snapshot_date: dt.date,
+) -> DataFrame:
+    """``(master_id, <the source's feature columns>)`` at ``snapshot_date`` for the masters
+    of ``members`` that have rows in the source (unfilled: no row, no zero counts)."""
+    rows = rows_as_of(source_rows(spark, name, source, tables), source, config, snapshot_date)
+    rows = with_source_master_id(rows, name, source, members, record_keys)
+    return source_features(rows, name, source, config, snapshot_date)
+
+
+def finished_snapshot(collapsed: DataFrame, config: FeatureConfig, day: dt.date) -> DataFrame:
+    """``(master_id, <aggregated features>)`` dated ``day``, absent counts and sums filled
+    with zero, and the derived features added."""
+    columns = [c for c in config.schema if c not in config.derived]
     filled = collapsed.select(
-        MASTER_ID,
-        F.lit(snapshot_date).alias(SNAPSHOT_DATE),
-        *[_filled(c, config) for c in columns],
+        MASTER_ID, F.lit(day).alias(SNAPSHOT_DATE), *[_filled(c, config) for c in columns]
     )
     return with_derived(filled, config)
+
+
+def source_columns(source: FeatureSource, config: FeatureConfig) -> list[str]:
+    """The feature columns of a source, in order."""
+    return [c for n, spec in source.features.items() for c in config.columns_of(n, spec)]
 
 
 def _filled(column: str, config: FeatureConfig) -> Column:

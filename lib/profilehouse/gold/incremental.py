@@ -1,25 +1,32 @@
-"""Incremental refresh of a feature snapshot: recompute only the customers whose inputs changed.
+"""Incremental refresh of a feature snapshot: only what changed is recomputed.
 
 A snapshot at T is made from a *base*: a snapshot at B ≤ T made with the same feature
-configuration, whose input table versions ``gold.snapshot_runs`` pinned. A customer (master
-ID) is recomputed when
+configuration, whose input table versions ``gold.snapshot_runs`` pinned. Per feature source,
+each customer (master ID) gets the source's columns in one of three ways:
 
-1. identity moved one of their records (a record new, removed or given another master — the
-   merges and splits of master IDs) or changed their golden record: the old and the new master;
-2. one of their silver rows changed after the base's version (the Change Data Feed: inserts,
-   deletes, both images of updates); a source's query runs over the changed rows of each table
-   it reads, with the other tables whole, so a change reaches the customer through joins too;
-3. the move from B to T changes what one of their rows gives a feature: the row becomes
-   visible, leaves a window, or a condition on ``snapshot_date`` flips. Each row's
-   contributions at B and at T are compared — a filter over the rows, no aggregation.
+- **recomputed** from the source's rows, when
+  1. identity moved one of their records (a record new, removed or given another master — the
+     merges and splits of master IDs) or changed their golden record: the old and the new
+     master, for every source;
+  2. one of their rows of the source changed after the base's input versions (the Change Data
+     Feed: inserts, deletes, both images of updates), as far as the base saw it: a source's
+     query runs over the changed rows of each table it reads, with the other tables whole, so
+     a change reaches the customer through joins too. A changed row dated after B never
+     reached the base, so it counts only through the date move below — unless the source's
+     query aggregates rows (one changed input row then changes rows dated before B);
+  3. the move from B to T changed one of their rows' contributions in a way that cannot be
+     folded (:mod:`.folding`: a distinct count, a ``latest_by`` source, a lost maximum);
+- **folded**: the move from B to T only made rows enter or leave windows of counts, sums,
+  day counts, maxima or minima, so the base's values are updated by those rows alone;
+- **carried** from the base, re-dated to T.
 
-Every other customer keeps the base's features, re-dated to T, with the derived features (which
-may read ``snapshot_date``: days since the last purchase, age) computed again. Customers no
-longer in identity are dropped. The result equals a full recompute (tested).
+The derived features (which may read ``snapshot_date``: days since the last purchase, age) are
+computed again for everyone. Customers no longer in identity are dropped. The result equals a
+full recompute (tested).
 
-When more than ``snapshot.incremental_max_share`` of the customers changed, recomputing them
-all is cheaper: :class:`IncrementalUnavailableError` says so and the caller runs the full
-snapshot instead.
+When more than ``snapshot.incremental_max_share`` of the customers need some source recomputed,
+recomputing everyone is cheaper: :class:`IncrementalUnavailableError` says so and the caller
+runs the full snapshot instead.
 """
 
 from __future__ import annotations
@@ -27,29 +34,29 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import operator
+import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 
 from pyspark.errors import PySparkException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from profilehouse.errors import ProfilehouseError, first_error_line
-from profilehouse.gold.feature_config import FeatureConfig, FeatureSource, FeatureSpec
+from profilehouse.gold.feature_config import FeatureConfig, FeatureSource
 from profilehouse.gold.features import (
     MASTER_ID,
-    SNAPSHOT_DATE,
-    feature_snapshot,
-    kept_value,
+    finished_snapshot,
+    reads_snapshot_date,
+    source_columns,
     source_rows,
+    source_snapshot,
     visible_on,
-    with_calendars,
-    with_derived,
     with_source_master_id,
 )
+from profilehouse.gold.folding import REFOLD, contribution_pairs, folded, folded_columns
 from profilehouse.identity.records import RECORD_ID
 
 MEMBERS = "master_members"
@@ -130,47 +137,41 @@ def _masters(df: DataFrame) -> DataFrame:
 
 def depends_on_date(source: FeatureSource) -> bool:
     """Whether a row's contributions can change with the snapshot date alone."""
-    return source.time is not None or any(_reads_date(s) for s in source.features.values())
-
-
-def _reads_date(spec: FeatureSpec) -> bool:
-    return SNAPSHOT_DATE in (spec.where or "") or SNAPSHOT_DATE in (spec.value or "")
-
-
-def contributions(
-    source: FeatureSource, config: FeatureConfig, snapshot_date: dt.date
-) -> list[Column]:
-    """What a row gives the snapshot of ``snapshot_date`` that can depend on the date alone:
-    whether it is visible, and its value for each windowed or date-reading feature (null where
-    a condition does not hold). Rows must carry ``snapshot_date`` set to that date."""
-    visible = visible_on(source, snapshot_date)
-    return [visible] + [
-        F.when(visible, kept_value(spec, source, window, snapshot_date))
-        for spec in source.features.values()
-        for window in config.windows_of(spec)
-        if window is not None or _reads_date(spec)
-    ]
-
-
-def rows_changed_by_date(
-    rows: DataFrame, source: FeatureSource, config: FeatureConfig, before: dt.date, after: dt.date
-) -> DataFrame:
-    """The rows whose contributions differ between the snapshots of ``before`` and ``after``
-    (typed values compared null-safely, one column each: no casts, no arrays)."""
-    at_before = contributions(source, config, before)
-    at_after = contributions(source, config, after)
-    names = [f"__c{i}" for i in range(len(at_before))]
-    flagged = (
-        with_calendars(rows, source, config)
-        .withColumn(SNAPSHOT_DATE, F.lit(before))
-        .withColumns({f"{n}_b": c for n, c in zip(names, at_before, strict=True)})
-        .withColumn(SNAPSHOT_DATE, F.lit(after))
-        .withColumns({f"{n}_a": c for n, c in zip(names, at_after, strict=True)})
+    return source.time is not None or any(
+        reads_snapshot_date(s.where) or reads_snapshot_date(s.value)
+        for s in source.features.values()
     )
-    differs = [~F.col(f"{n}_b").eqNullSafe(F.col(f"{n}_a")) for n in names]
-    return flagged.where(reduce(operator.or_, differs)).drop(
-        *[f"{n}_{side}" for n in names for side in ("b", "a")]
-    )
+
+
+# analysed-plan nodes under which each output row comes from one row of each input table
+_ROW_LOCAL_NODES = frozenset(
+    {
+        "Project",
+        "Filter",
+        "Join",
+        "Union",
+        "Generate",
+        "SubqueryAlias",
+        "View",
+        "Relation",
+        "LogicalRelation",
+        "LocalRelation",
+        "LogicalRDD",
+        "Range",
+    }
+)
+
+
+def is_row_local(rows: DataFrame) -> bool:
+    """Whether every row of a source query comes from single input rows (no aggregate, window,
+    distinct or limit): then its changed input rows give exactly its changed output rows, each
+    with its own event time."""
+    plan = rows._jdf.queryExecution().analyzed().toString()
+    for line in plan.splitlines():
+        node = re.match(r"[\s:|+-]*([A-Za-z]+)", line)
+        if node and node.group(1) not in _ROW_LOCAL_NODES:
+            return False
+    return True
 
 
 def changed_tables(versions: Mapping[str, int], base: Base, inputs: Inputs) -> dict[str, DataFrame]:
@@ -200,93 +201,218 @@ def changed_tables(versions: Mapping[str, int], base: Base, inputs: Inputs) -> d
     return changed
 
 
-def changed_masters(
-    spark: SparkSession,
-    config: FeatureConfig,
-    record_keys: Mapping[str, list[str]],
-    tables: Mapping[str, DataFrame],
-    versions: Mapping[str, int],
-    base: Base,
-    snapshot_date: dt.date,
-    inputs: Inputs,
-) -> DataFrame:
-    """``master_id`` of every customer whose snapshot may differ from the base's (see the
-    module docstring); raises IncrementalUnavailableError when a table's history cannot tell."""
-    members = tables[MEMBERS]
-    found = [moved_masters(inputs.read(MEMBERS, base.versions[MEMBERS]), members)]
-    changed = changed_tables(versions, base, inputs)
+@dataclass(frozen=True)
+class SourceRefresh:
+    """How one feature source's columns reach the new snapshot: recomputed for some customers,
+    folded for others (checkpointed frames), carried from the base for the rest."""
 
-    def masters_of(rows: DataFrame, name: str, source: FeatureSource) -> DataFrame:
-        return _masters(with_source_master_id(rows, name, source, members, record_keys))
+    index: int
+    name: str
+    source: FeatureSource
+    columns: list[str]
+    recompute: DataFrame  # (master_id)
+    recomputed: int
+    folded: DataFrame | None  # (master_id, <columns>)
+    folded_count: int
 
-    for name, source in config.sources.items():
+
+@dataclass
+class IncrementalSnapshot:
+    """The refreshed snapshot (lazy: reads checkpointed frames until :meth:`unpersist`)."""
+
+    features: DataFrame
+    recomputed: int  # customers with at least one source recomputed
+    folded: int  # customers whose changes were all folded into the base's values
+    customers: int
+    held: list[DataFrame]
+
+    def unpersist(self) -> None:
+        """Release the checkpointed change sets (after ``features`` is written)."""
+        for frame in self.held:
+            frame.unpersist()
+        self.held.clear()
+
+
+@dataclass(frozen=True)
+class IncrementalRefresh:
+    """Everything one incremental snapshot reads: the inputs now, the base and its features."""
+
+    spark: SparkSession
+    config: FeatureConfig
+    record_keys: Mapping[str, list[str]]
+    tables: Mapping[str, DataFrame]
+    versions: Mapping[str, int]
+    base: Base
+    base_features: DataFrame
+    inputs: Inputs
+
+    @property
+    def members(self) -> DataFrame:
+        return self.tables[MEMBERS]
+
+    def snapshot(self, snapshot_date: dt.date) -> IncrementalSnapshot:
+        """The snapshot at ``snapshot_date`` (see the module docstring); raises
+        IncrementalUnavailableError when the inputs' history cannot tell what changed or too
+        many customers would be recomputed."""
+        held: list[DataFrame] = []
+        try:
+            moved = moved_masters(
+                self.inputs.read(MEMBERS, self.base.versions[MEMBERS]), self.members
+            ).localCheckpoint()
+            held.append(moved)
+            changed = changed_tables(self.versions, self.base, self.inputs)
+            refreshes = [
+                self._source_refresh(i, name, source, moved, changed, snapshot_date, held)
+                for i, (name, source) in enumerate(self.config.sources.items())
+            ]
+            customers = self.members.select(MASTER_ID).distinct()
+            total = customers.count()
+            recomputed = _union([r.recompute for r in refreshes]).distinct().count()
+            max_share = self.config.snapshot.incremental_max_share
+            if recomputed > max_share * total:
+                raise IncrementalUnavailableError(
+                    f"{recomputed:,} of {total:,} customers need a source recomputed (more "
+                    f"than {max_share:.0%}): a full recompute is cheaper"
+                )
+            touched = [r.folded.select(MASTER_ID) for r in refreshes if r.folded is not None]
+            folded_only = (
+                _union(touched)
+                .distinct()
+                .join(_union([r.recompute for r in refreshes]), MASTER_ID, "left_anti")
+                .count()
+                if touched
+                else 0
+            )
+            features = self._assembled(customers, refreshes, snapshot_date)
+        except BaseException:
+            for frame in held:
+                frame.unpersist()
+            raise
+        return IncrementalSnapshot(features, recomputed, folded_only, total, held)
+
+    def _source_refresh(
+        self,
+        index: int,
+        name: str,
+        source: FeatureSource,
+        moved: DataFrame,
+        changed: Mapping[str, DataFrame],
+        snapshot_date: dt.date,
+        held: list[DataFrame],
+    ) -> SourceRefresh:
+        """Which customers get the source recomputed and which get it folded."""
+        hard = [moved, *self._changed_by_feed(name, source, changed)]
+        fold = None
+        if self.base.snapshot_date != snapshot_date and depends_on_date(source):
+            rows = source_rows(self.spark, name, source, self.tables)
+            columns = folded_columns(rows, source, self.config, snapshot_date)
+            pairs = contribution_pairs(
+                rows, source, self.config, columns, self.base.snapshot_date, snapshot_date
+            )
+            pairs = with_source_master_id(pairs, name, source, self.members, self.record_keys)
+            fold = folded(pairs, self.base_features, columns).localCheckpoint()
+            held.append(fold)
+            hard.append(fold.where(F.col(REFOLD)).select(MASTER_ID))
+        recompute = _union(hard).distinct().localCheckpoint()
+        held.append(recompute)
+        folded_count = 0
+        if fold is not None:
+            fold = fold.where(~F.col(REFOLD)).join(recompute, MASTER_ID, "left_anti").drop(REFOLD)
+            folded_count = fold.count()
+        return SourceRefresh(
+            index,
+            name,
+            source,
+            source_columns(source, self.config),
+            recompute,
+            recompute.count(),
+            fold if folded_count else None,
+            folded_count,
+        )
+
+    def _changed_by_feed(
+        self, name: str, source: FeatureSource, changed: Mapping[str, DataFrame]
+    ) -> list[DataFrame]:
+        """Masters whose rows of the source changed since the base's input versions, as far
+        as the base saw them: a changed row dated after the base's snapshot never reached it
+        (it enters by the date move) when each source row comes from single input rows."""
+        found = []
         for table in [t for t in tables_read_by(name, source) if t in changed]:
-            if table not in inputs.identity_tables:
-                rows = source_rows(spark, name, source, {**tables, table: changed[table]})
-                found.append(masters_of(rows, name, source))
+            if table not in self.inputs.identity_tables:
+                rows = source_rows(self.spark, name, source, {**self.tables, table: changed[table]})
+                if source.time is not None and self._row_local(name, source):
+                    rows = rows.where(visible_on(source, self.base.snapshot_date))
+                found.append(self._masters_of(rows, name, source))
             elif source.master_id and source.query is None:
-                before, now = changed[table], tables[table]
+                before, now = changed[table], self.tables[table]
                 found.append(changed_rows_of_masters(before, now, source.master_id))
             else:
                 raise IncrementalUnavailableError(
                     f"feature source {name} reads identity table {table} through a query"
                 )
-        if base.snapshot_date != snapshot_date and depends_on_date(source):
-            rows = source_rows(spark, name, source, tables)
-            moved = rows_changed_by_date(rows, source, config, base.snapshot_date, snapshot_date)
-            found.append(masters_of(moved, name, source))
-    union = found[0]
-    for part in found[1:]:
-        union = union.unionByName(part)
-    return union.distinct()
+        return found
 
-
-@dataclass(frozen=True)
-class IncrementalSnapshot:
-    features: DataFrame
-    recomputed: int
-    customers: int
-
-
-def incremental_snapshot(
-    spark: SparkSession,
-    config: FeatureConfig,
-    record_keys: Mapping[str, list[str]],
-    tables: Mapping[str, DataFrame],
-    versions: Mapping[str, int],
-    base: Base,
-    base_features: DataFrame,
-    snapshot_date: dt.date,
-    inputs: Inputs,
-) -> IncrementalSnapshot:
-    """The snapshot at ``snapshot_date``: changed customers recomputed, the others carried
-    from ``base_features`` (the base's stored partition)."""
-    affected = changed_masters(
-        spark, config, record_keys, tables, versions, base, snapshot_date, inputs
-    ).localCheckpoint()
-    members = tables[MEMBERS]
-    customers = members.select(MASTER_ID).distinct()
-    recomputed, total = affected.count(), customers.count()
-    max_share = config.snapshot.incremental_max_share
-    if recomputed > max_share * total:
-        raise IncrementalUnavailableError(
-            f"{recomputed:,} of {total:,} customers changed (more than {max_share:.0%}): "
-            "a full recompute is cheaper"
+    def _row_local(self, name: str, source: FeatureSource) -> bool:
+        return source.query is None or is_row_local(
+            source_rows(self.spark, name, source, self.tables)
         )
-    listed = F.broadcast(affected) if recomputed <= BROADCAST_CHANGED else affected
-    fresh = feature_snapshot(
-        spark,
-        config,
-        tables,
-        members.join(listed, MASTER_ID, "left_semi"),
-        record_keys,
-        snapshot_date,
-    )
-    base_columns = [c for c in config.schema if c not in config.derived]
-    kept = (
-        base_features.join(listed, MASTER_ID, "left_anti")
-        .join(customers, MASTER_ID, "left_semi")
-        .select(MASTER_ID, F.lit(snapshot_date).alias(SNAPSHOT_DATE), *base_columns)
-    )
-    carried = with_derived(kept, config).select(*fresh.columns)
-    return IncrementalSnapshot(fresh.unionByName(carried), recomputed, total)
+
+    def _masters_of(self, rows: DataFrame, name: str, source: FeatureSource) -> DataFrame:
+        return _masters(with_source_master_id(rows, name, source, self.members, self.record_keys))
+
+    def _assembled(
+        self, customers: DataFrame, refreshes: list[SourceRefresh], snapshot_date: dt.date
+    ) -> DataFrame:
+        """Every current customer: the base's values, each source's columns replaced where
+        the source was recomputed or folded for them."""
+        updates: list[DataFrame] = []
+        touched: list[SourceRefresh] = []
+        for r in refreshes:
+            column = f"__u{r.index}"
+            parts = []
+            if r.recomputed:
+                parts.append(
+                    r.recompute.join(self._recomputed(r, snapshot_date), MASTER_ID, "left")
+                )
+            if r.folded is not None:
+                parts.append(r.folded)
+            if parts:
+                touched.append(r)
+                updates += [p.select(MASTER_ID, F.struct(*r.columns).alias(column)) for p in parts]
+        base_columns = [c for c in self.config.schema if c not in self.config.derived]
+        current = customers.join(
+            self.base_features.select(MASTER_ID, *base_columns), MASTER_ID, "left"
+        )
+        if updates:
+            stacked = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), updates)
+            names = [f"__u{r.index}" for r in touched]
+            collapsed = stacked.groupBy(MASTER_ID).agg(*[F.max(u).alias(u) for u in names])
+            current = current.join(collapsed, MASTER_ID, "left")
+        replaced = {
+            c: F.when(F.col(f"__u{r.index}").isNotNull(), F.col(f"__u{r.index}")[c])
+            .otherwise(F.col(c))
+            .alias(c)
+            for r in touched
+            for c in r.columns
+        }
+        chosen = current.select(MASTER_ID, *[replaced.get(c, F.col(c)) for c in base_columns])
+        return finished_snapshot(chosen, self.config, snapshot_date)
+
+    def _recomputed(self, r: SourceRefresh, snapshot_date: dt.date) -> DataFrame:
+        """The source's columns computed afresh for its recompute list."""
+        listed = F.broadcast(r.recompute) if r.recomputed <= BROADCAST_CHANGED else r.recompute
+        members = self.members.join(listed, MASTER_ID, "left_semi")
+        return source_snapshot(
+            self.spark,
+            r.name,
+            r.source,
+            self.config,
+            self.tables,
+            members,
+            self.record_keys,
+            snapshot_date,
+        )
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    return reduce(lambda a, b: a.unionByName(b), frames)

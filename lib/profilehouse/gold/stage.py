@@ -7,9 +7,10 @@ Per snapshot date T (default: the newest event date in silver):
    that first made it (*as known at*: what the models saw, late records excluded); otherwise
    the current versions are read (*as of event time*: late records with event time ≤ T count);
 2. ``gold.features``: the feature snapshot (:mod:`.features`), partition ``snapshot_date = T``
-   replaced as a whole, so a re-run never duplicates. By default only the customers whose
-   inputs changed since an earlier snapshot are recomputed, the others carried over
-   (:mod:`.incremental`; equal to a full recompute);
+   replaced as a whole, so a re-run never duplicates. By default it is refreshed from an
+   earlier snapshot: window changes folded into the stored values, each source recomputed
+   only for the customers whose rows changed otherwise, the rest carried over
+   (:mod:`.incremental`, :mod:`.folding`; equal to a full recompute);
 3. ``gold.customer_tags`` (wide: one column per online tag) and ``gold.tag_values`` (long:
    one row per customer and tag with a value), both partitioned by ``snapshot_date``; every
    snapshot is kept, which is the tags' history (a customer's values over time);
@@ -25,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,10 +43,10 @@ from profilehouse.gold.feature_config import FeatureConfig, load_feature_config
 from profilehouse.gold.features import MASTER_ID, SNAPSHOT_DATE, feature_snapshot, source_rows
 from profilehouse.gold.incremental import (
     Base,
+    IncrementalRefresh,
     IncrementalUnavailableError,
     Inputs,
     config_fingerprint,
-    incremental_snapshot,
     tables_read_by,
 )
 from profilehouse.gold.kpis import ALL, KpiConfig, kpi_values, load_kpi_config, start_column
@@ -336,8 +337,11 @@ class Snapshots:
         """Write the features, wide and long tags of ``day`` and record the run; return the
         stored wide tags and how the features were refreshed (full or incremental)."""
         with self.timer.step("features"):
-            features, refresh = self._features(day)
-            _replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
+            features, refresh, release = self._features(day)
+            try:
+                _replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
+            finally:
+                release()
         with self.timer.step("tags"):
             stored = _stored(self.spark, self.catalog, FEATURES, day)
             wide_ref = gold_table(self.catalog, CUSTOMER_TAGS)
@@ -368,17 +372,18 @@ class Snapshots:
             self.spark, self.config, self.tables, members, self.record_keys, day
         )
 
-    def _features(self, day: dt.date) -> tuple[DataFrame, dict[str, Any]]:
+    def _features(self, day: dt.date) -> tuple[DataFrame, dict[str, Any], Callable[[], None]]:
+        """The features of ``day``, how they were refreshed, and what to call once written."""
         if self.known_at or self.mode == "full":
             reason = "as known at" if self.known_at else "asked for"
-            return self._full(day), {"mode": "full", "reason": reason}
+            return self._full(day), {"mode": "full", "reason": reason}, _nothing
         try:
             base = latest_base(self.spark, self.catalog, self.fingerprint, day)
             if base is None:
                 raise IncrementalUnavailableError(
                     f"no snapshot on or before {day} made with this feature configuration"
                 )
-            made = incremental_snapshot(
+            made = IncrementalRefresh(
                 self.spark,
                 self.config,
                 self.record_keys,
@@ -386,7 +391,6 @@ class Snapshots:
                 self.versions,
                 base,
                 _base_features(self.spark, self.catalog, base.snapshot_date),
-                day,
                 Inputs(
                     read=lambda name, v: _read(self.spark, self.catalog, name, v),
                     changes=lambda name, after, upto: delta_io.read_changes(
@@ -394,22 +398,28 @@ class Snapshots:
                     ),
                     identity_tables=IDENTITY_INPUTS,
                 ),
-            )
+            ).snapshot(day)
         except IncrementalUnavailableError as exc:
             if self.mode == "incremental":
                 raise
             log.info(f"  gold: full recompute of {day}: {exc}")
-            return self._full(day), {"mode": "full", "reason": str(exc)}
+            return self._full(day), {"mode": "full", "reason": str(exc)}, _nothing
         log.info(
             f"  gold: {day} from the {base.snapshot_date} snapshot: {made.recomputed:,} of "
-            f"{made.customers:,} customers recomputed"
+            f"{made.customers:,} customers recomputed (some sources), {made.folded:,} folded"
         )
-        return made.features, {
+        refresh = {
             "mode": "incremental",
             "base": base.snapshot_date.isoformat(),
             "recomputed": made.recomputed,
+            "folded": made.folded,
             "customers": made.customers,
         }
+        return made.features, refresh, made.unpersist
+
+
+def _nothing() -> None:
+    """Nothing to release."""
 
 
 def _base_features(spark: SparkSession, catalog: TableCatalog, day: dt.date) -> DataFrame:
