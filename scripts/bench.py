@@ -39,7 +39,8 @@ from profilehouse.generator.orchestrator import generate  # noqa: E402
 from profilehouse.generator.settings import load_generator_settings  # noqa: E402
 from profilehouse.gold.audience import select_audience  # noqa: E402
 from profilehouse.gold.feature_config import load_feature_config  # noqa: E402
-from profilehouse.gold.stage import run_gold_stage  # noqa: E402
+from profilehouse.gold.features import SNAPSHOT_DATE  # noqa: E402
+from profilehouse.gold.stage import FEATURES, gold_table, run_gold_stage  # noqa: E402
 from profilehouse.gold.tag_registry import load_tag_registry  # noqa: E402
 from profilehouse.identity.settings import load_identity_settings  # noqa: E402
 from profilehouse.identity.stage import run_identity_stage  # noqa: E402
@@ -403,6 +404,7 @@ def bench_gold(spark, env, sf: float, work: Path) -> list[StageResult]:
     )
     sources = selected_sources(None)
     results = []
+    kept = ""
     _hold_back_last_batch(landing, held)
     try:
         for batch, identity_mode, gold_runs in (
@@ -431,10 +433,34 @@ def bench_gold(spark, env, sf: float, work: Path) -> list[StageResult]:
                     )
                     took = time.perf_counter() - started
                 results.append(_gold_result(stage, sf, result, took, mem.peak, floor, rows_in))
+                if stage == "gold_increment":
+                    kept = _copy_features(spark, env, result.snapshot_date, work / "inc-features")
+                elif stage == "gold" and kept:
+                    differing = _rows_differing(spark, env, result.snapshot_date, kept)
+                    results[-1].figures["feature_rows_differing_from_incremental"] = differing
         results.append(_bench_audience(spark, env, sf, result.customers, floor))
     finally:
         _deliver_held_batch(landing, held)
     return results
+
+
+def _features_of(spark, env, day):
+    catalog = TableCatalog.for_environment(env)
+    features = spark.read.format("delta").load(gold_table(catalog, FEATURES).location)
+    return features.where(features[SNAPSHOT_DATE] == day)
+
+
+def _copy_features(spark, env, day, path: Path) -> str:
+    """A copy of the features of ``day`` (to compare the next run's with)."""
+    _features_of(spark, env, day).write.format("delta").mode("overwrite").save(str(path))
+    return str(path)
+
+
+def _rows_differing(spark, env, day, kept: str) -> int:
+    """Rows in one of the features of ``day`` and the copy at ``kept`` but not in the other
+    (0: the incremental refresh equals the full recompute on every value)."""
+    now, then = _features_of(spark, env, day), spark.read.format("delta").load(kept)
+    return now.exceptAll(then).count() + then.exceptAll(now).count()
 
 
 AUDIENCE = "存贷客户 = false AND 高净值客户 IN ('A','B') AND 数字活跃 = '高'"
