@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         "--mode",
         choices=REFRESH_MODES,
         default="auto",
-        help="refresh only the changed customers (auto, incremental) or everyone (full)",
+        help="auto: as snapshot.auto_refresh in conf/features.yaml says (default full); "
+        "incremental: refresh from an earlier snapshot; full: recompute everyone",
     )
     ctx = parse_job_args(parser, argv)
     spark = build_spark_session(ctx.env, app_name="profilehouse-gold")

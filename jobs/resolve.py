@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark_session(ctx.env, app_name="profilehouse-resolve")
     frames = [read_person_file(spark, path, ctx.args.format) for path in ctx.args.input]
     result = resolve_records(spark, frames, spec)
-    print(json.dumps(write_resolution(result, ctx.args.output), indent=2, default=str))
+    written = write_resolution(result, ctx.args.output)
+    result.unpersist()
+    print(json.dumps(written, indent=2, default=str))
     return 0
 
 

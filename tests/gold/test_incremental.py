@@ -41,7 +41,7 @@ def _ts(month: int, day: int) -> dt.datetime:
 
 
 FEATURES_YAML = {
-    "snapshot": {"windows": [30], "incremental_max_share": 1.0},
+    "snapshot": {"windows": [30], "incremental_max_share": 1.0, "auto_refresh": "incremental"},
     "sources": {
         "shop_orders": {
             "time": "ts",
@@ -230,6 +230,7 @@ def test_only_the_changed_customers_are_recomputed(refreshed) -> None:
         "recomputed": 9,  # M2-M5, M7-M11: every kind of change, M9's old master included
         "folded": 2,  # M1, M14
         "customers": 12,  # M9 merged away
+        "sources_in_full": [],  # no source needs everyone recomputed
     }
     assert full.refresh["mode"] == "full"
 

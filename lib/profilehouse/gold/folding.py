@@ -164,29 +164,46 @@ def contribution_pairs(
     after: dt.date,
 ) -> DataFrame:
     """The rows whose contribution to some feature differs between ``before`` and ``after``,
-    with ``__b<i>`` / ``__a<i>`` (the i-th column's contribution at each date).
+    with structs ``__b`` / ``__a`` whose field ``c<i>`` is the i-th column's contribution at
+    each date (two struct columns, not two per feature: Spark's constraint inference over
+    hundreds of aliased CASE expressions takes minutes).
 
     Rows outside the date edges are checked only against the features reading
     ``snapshot_date``, so most rows cost a time comparison."""
     flagged = with_calendars(rows, source, config)
-    for day in (before, after):
+    for side, day in (("__b", before), ("__a", after)):
         visible = visible_on(source, day)
-        flagged = flagged.withColumn(SNAPSHOT_DATE, F.lit(day))
-        side = "b" if day == before else "a"
-        flagged = flagged.withColumns(
-            {
-                f"__{side}{i}": F.when(visible, kept_value(c.spec, source, c.window, day))
-                for i, c in enumerate(columns)
-            }
+        flagged = flagged.withColumn(SNAPSHOT_DATE, F.lit(day)).withColumn(
+            side,
+            F.struct(
+                *[
+                    F.when(visible, kept_value(c.spec, source, c.window, day)).alias(f"c{i}")
+                    for i, c in enumerate(columns)
+                ]
+            ),
         )
-    pairs = [(F.col(f"__b{i}"), F.col(f"__a{i}")) for i in range(len(columns))]
-    differs = [~b.eqNullSafe(a) for b, a in pairs]
-    date_reading = [d for d, c in zip(differs, columns, strict=True) if _reads_date(c.spec)]
     candidates = [date_edges(source, config, before, after)] if source.time else []
-    if not candidates and not date_reading:
+    reading = [i for i, c in enumerate(columns) if _reads_date(c.spec)]
+    if reading:
+        candidates.append(_differ(reading))
+    if not candidates:
         return flagged.where(F.lit(False))
-    prefilter = reduce(operator.or_, candidates + date_reading)
-    return flagged.where(prefilter).where(reduce(operator.or_, differs))
+    return flagged.where(reduce(operator.or_, candidates)).where(
+        ~F.col("__b").eqNullSafe(F.col("__a"))
+    )
+
+
+def _differ(indices: list[int]) -> Column:
+    """Whether any of these columns' contributions differ."""
+    return reduce(operator.or_, [~_before(i).eqNullSafe(_after(i)) for i in indices])
+
+
+def _before(i: int) -> Column:
+    return F.col("__b").getField(f"c{i}")
+
+
+def _after(i: int) -> Column:
+    return F.col("__a").getField(f"c{i}")
 
 
 def _reads_date(spec: FeatureSpec) -> bool:
@@ -199,7 +216,7 @@ def folded(pairs: DataFrame, base: DataFrame, columns: list[FoldedColumn]) -> Da
     ``__refold`` true where some column cannot be folded."""
     aggregates: list[Column] = []
     for i, c in enumerate(columns):
-        b, a = F.col(f"__b{i}"), F.col(f"__a{i}")
+        b, a = _before(i), _after(i)
         changed = ~b.eqNullSafe(a)
         if c.how == "add":
             assert c.exact is not None

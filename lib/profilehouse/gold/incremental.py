@@ -24,9 +24,10 @@ The derived features (which may read ``snapshot_date``: days since the last purc
 computed again for everyone. Customers no longer in identity are dropped. The result equals a
 full recompute (tested).
 
-When more than ``snapshot.incremental_max_share`` of the customers need some source recomputed,
-recomputing everyone is cheaper: :class:`IncrementalUnavailableError` says so and the caller
-runs the full snapshot instead.
+When more than ``snapshot.incremental_max_share`` of the customers need a source recomputed, it
+is recomputed for everyone (as cheap then, and no list to join). Without a base, or when a
+table's history cannot tell what changed, :class:`IncrementalUnavailableError` says so and the
+caller runs the full snapshot instead.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import string
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import reduce
@@ -58,6 +61,8 @@ from profilehouse.gold.features import (
 )
 from profilehouse.gold.folding import REFOLD, contribution_pairs, folded, folded_columns
 from profilehouse.identity.records import RECORD_ID
+
+log = logging.getLogger(__name__)
 
 MEMBERS = "master_members"
 # below this many changed customers their list is broadcast to the scans of the sources
@@ -91,7 +96,7 @@ def config_fingerprint(config: FeatureConfig, record_keys: Mapping[str, list[str
     text = json.dumps(
         {
             "features": config.model_dump(
-                mode="json", exclude={"snapshot": {"incremental_max_share"}}
+                mode="json", exclude={"snapshot": {"incremental_max_share", "auto_refresh"}}
             ),
             "record_keys": dict(record_keys),
         },
@@ -224,6 +229,7 @@ class IncrementalSnapshot:
     recomputed: int  # customers with at least one source recomputed
     folded: int  # customers whose changes were all folded into the base's values
     customers: int
+    sources_in_full: list[str]  # sources recomputed for every customer
     held: list[DataFrame]
 
     def unpersist(self) -> None:
@@ -267,28 +273,22 @@ class IncrementalRefresh:
             ]
             customers = self.members.select(MASTER_ID).distinct()
             total = customers.count()
-            recomputed = _union([r.recompute for r in refreshes]).distinct().count()
-            max_share = self.config.snapshot.incremental_max_share
-            if recomputed > max_share * total:
-                raise IncrementalUnavailableError(
-                    f"{recomputed:,} of {total:,} customers need a source recomputed (more "
-                    f"than {max_share:.0%}): a full recompute is cheaper"
-                )
+            everyone = self.config.snapshot.incremental_max_share * total
+            in_full = [r.name for r in refreshes if r.recomputed > everyone]
+            lists = _union([r.recompute for r in refreshes])
+            recomputed = total if in_full else lists.distinct().count()
             touched = [r.folded.select(MASTER_ID) for r in refreshes if r.folded is not None]
             folded_only = (
-                _union(touched)
-                .distinct()
-                .join(_union([r.recompute for r in refreshes]), MASTER_ID, "left_anti")
-                .count()
-                if touched
+                _union(touched).distinct().join(lists, MASTER_ID, "left_anti").count()
+                if touched and not in_full
                 else 0
             )
-            features = self._assembled(customers, refreshes, snapshot_date)
+            features = self._assembled(customers, refreshes, snapshot_date, everyone)
         except BaseException:
             for frame in held:
                 frame.unpersist()
             raise
-        return IncrementalSnapshot(features, recomputed, folded_only, total, held)
+        return IncrementalSnapshot(features, recomputed, folded_only, total, in_full, held)
 
     def _source_refresh(
         self,
@@ -301,6 +301,7 @@ class IncrementalRefresh:
         held: list[DataFrame],
     ) -> SourceRefresh:
         """Which customers get the source recomputed and which get it folded."""
+        started = time.perf_counter()
         hard = [moved, *self._changed_by_feed(name, source, changed)]
         fold = None
         if self.base.snapshot_date != snapshot_date and depends_on_date(source):
@@ -319,7 +320,7 @@ class IncrementalRefresh:
         if fold is not None:
             fold = fold.where(~F.col(REFOLD)).join(recompute, MASTER_ID, "left_anti").drop(REFOLD)
             folded_count = fold.count()
-        return SourceRefresh(
+        refresh = SourceRefresh(
             index,
             name,
             source,
@@ -329,6 +330,11 @@ class IncrementalRefresh:
             fold if folded_count else None,
             folded_count,
         )
+        log.debug(
+            f"  gold: {name}: {refresh.recomputed:,} recomputed, {folded_count:,} folded "
+            f"({time.perf_counter() - started:.1f} s to tell)"
+        )
+        return refresh
 
     def _changed_by_feed(
         self, name: str, source: FeatureSource, changed: Mapping[str, DataFrame]
@@ -361,7 +367,11 @@ class IncrementalRefresh:
         return _masters(with_source_master_id(rows, name, source, self.members, self.record_keys))
 
     def _assembled(
-        self, customers: DataFrame, refreshes: list[SourceRefresh], snapshot_date: dt.date
+        self,
+        customers: DataFrame,
+        refreshes: list[SourceRefresh],
+        snapshot_date: dt.date,
+        everyone: float,
     ) -> DataFrame:
         """Every current customer: the base's values, each source's columns replaced where
         the source was recomputed or folded for them."""
@@ -370,12 +380,14 @@ class IncrementalRefresh:
         for r in refreshes:
             column = f"__u{r.index}"
             parts = []
-            if r.recomputed:
-                parts.append(
-                    r.recompute.join(self._recomputed(r, snapshot_date), MASTER_ID, "left")
-                )
-            if r.folded is not None:
-                parts.append(r.folded)
+            if r.recomputed > everyone:
+                parts.append(customers.join(self._recomputed(r, snapshot_date), MASTER_ID, "left"))
+            else:
+                if r.recomputed:
+                    recomputed = self._recomputed(r, snapshot_date, listed=True)
+                    parts.append(r.recompute.join(recomputed, MASTER_ID, "left"))
+                if r.folded is not None:
+                    parts.append(r.folded)
             if parts:
                 touched.append(r)
                 updates += [p.select(MASTER_ID, F.struct(*r.columns).alias(column)) for p in parts]
@@ -398,10 +410,17 @@ class IncrementalRefresh:
         chosen = current.select(MASTER_ID, *[replaced.get(c, F.col(c)) for c in base_columns])
         return finished_snapshot(chosen, self.config, snapshot_date)
 
-    def _recomputed(self, r: SourceRefresh, snapshot_date: dt.date) -> DataFrame:
-        """The source's columns computed afresh for its recompute list."""
-        listed = F.broadcast(r.recompute) if r.recomputed <= BROADCAST_CHANGED else r.recompute
-        members = self.members.join(listed, MASTER_ID, "left_semi")
+    def _recomputed(
+        self, r: SourceRefresh, snapshot_date: dt.date, listed: bool = False
+    ) -> DataFrame:
+        """The source's columns computed afresh for its recompute list (``listed``) or for
+        everyone."""
+        members = self.members
+        if listed:
+            small = r.recomputed <= BROADCAST_CHANGED
+            members = members.join(
+                F.broadcast(r.recompute) if small else r.recompute, MASTER_ID, "left_semi"
+            )
         return source_snapshot(
             self.spark,
             r.name,

@@ -184,10 +184,11 @@ def run_gold_stage(
     """Make (or remake) the snapshot at ``snapshot_date``; see the module docstring. With a
     ground truth (demo and test runs), the planted behaviours' recall is measured too.
 
-    ``mode``: ``auto`` recomputes only the changed customers when an earlier snapshot made with
-    the same feature configuration allows it (:mod:`.incremental`), else everyone; ``full``
-    always recomputes everyone; ``incremental`` fails when it cannot refresh incrementally.
-    An as-known-at remake is always full."""
+    ``mode``: ``auto`` does what ``snapshot.auto_refresh`` in ``conf/features.yaml`` says
+    (default ``full``; ``incremental``: refresh from an earlier snapshot made with the same
+    feature configuration when one allows it, else everyone); ``full`` always recomputes
+    everyone; ``incremental`` refreshes from an earlier snapshot (:mod:`.incremental`) and fails
+    when it cannot. An as-known-at remake is always full."""
     if mode not in REFRESH_MODES:
         raise ValueError(f"mode must be one of {', '.join(REFRESH_MODES)}, not {mode!r}")
     catalog = TableCatalog.for_environment(env)
@@ -245,6 +246,7 @@ def _run(
             spark, catalog, registry, wide, snapshot_date
         )
         _replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
+        catalog_rows.unpersist()
     kpis = load_kpi_config(conf_dir)
     starts = {}
     for window in kpis.windows():
@@ -374,8 +376,15 @@ class Snapshots:
 
     def _features(self, day: dt.date) -> tuple[DataFrame, dict[str, Any], Callable[[], None]]:
         """The features of ``day``, how they were refreshed, and what to call once written."""
-        if self.known_at or self.mode == "full":
-            reason = "as known at" if self.known_at else "asked for"
+        auto_full = self.mode == "auto" and self.config.snapshot.auto_refresh == "full"
+        if self.known_at or self.mode == "full" or auto_full:
+            reason = (
+                "as known at"
+                if self.known_at
+                else "asked for"
+                if self.mode == "full"
+                else "snapshot.auto_refresh is full"
+            )
             return self._full(day), {"mode": "full", "reason": reason}, _nothing
         try:
             base = latest_base(self.spark, self.catalog, self.fingerprint, day)
@@ -414,6 +423,7 @@ class Snapshots:
             "recomputed": made.recomputed,
             "folded": made.folded,
             "customers": made.customers,
+            "sources_in_full": made.sources_in_full,
         }
         return made.features, refresh, made.unpersist
 

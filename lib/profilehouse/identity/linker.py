@@ -175,12 +175,17 @@ def comparison_vectors(
     )
 
 
-def random_pairs(records: DataFrame, max_pairs: int, seed: int) -> DataFrame:
-    """About ``max_pairs`` random pairs ``(uid_l, uid_r)`` (nearly all of them non-matches)."""
+def random_sample(records: DataFrame, max_pairs: int, seed: int) -> DataFrame:
+    """Random record ``uid``s whose pairs number about ``max_pairs``."""
     n = records.count()
     sample = max(2, math.ceil(math.sqrt(2 * max_pairs)))
     fraction = min(1.0, sample / max(n, 1))
-    picked = records.select(UID).sample(fraction=fraction, seed=seed).cache()
+    return records.select(UID).sample(fraction=fraction, seed=seed)
+
+
+def random_pairs(picked: DataFrame) -> DataFrame:
+    """Every pair ``(uid_l, uid_r)`` of the sampled ``picked`` (nearly all of them
+    non-matches); cache ``picked`` first, it is read twice."""
     return (
         picked.alias("a")
         .crossJoin(picked.alias("b"))
@@ -250,10 +255,10 @@ def train(records: DataFrame, settings: LinkageSettings, link_only: bool = False
     """
     prepared = prepared_records(records, settings).cache()
     specs = list(settings.comparisons)
-    randoms = comparison_vectors(
-        random_pairs(prepared, settings.u_sample_pairs, settings.seed), prepared, settings
-    )
+    picked = random_sample(prepared, settings.u_sample_pairs, settings.seed).cache()
+    randoms = comparison_vectors(random_pairs(picked), prepared, settings)
     u_counts = pattern_counts(randoms, specs)
+    picked.unpersist()
     u = estimate_u(u_counts, specs)
     hits, _oversize = candidate_pairs(
         prepared, settings.blocking, settings.max_block_size, link_only, every_rule=True

@@ -53,6 +53,11 @@ class Resolution:
     candidate_pairs: int
     iterations: int
 
+    def unpersist(self) -> None:
+        """Release the persisted clusters and links (once written)."""
+        self.clusters.unpersist()
+        self.links.unpersist()
+
 
 def mapped_records(frames: list[DataFrame], spec: LinkageSpec) -> DataFrame:
     """One table: dataset index, record_id, uid and the logical columns of every frame."""
@@ -102,8 +107,9 @@ def resolve_records(
     """Deduplicate one table (one frame) or link two (two frames: only cross pairs compared).
 
     Trains the model on the records, links pairs at or above ``match_threshold`` and clusters
-    them by connected components. The returned frames are persisted; the clusters' component
-    checkpoint is released once they are materialised.
+    them by connected components. The returned frames are persisted (call
+    ``Resolution.unpersist()`` once they are written); the records and the clusters' component
+    checkpoint are released once the clusters are materialised.
     """
     if len(frames) not in (1, 2):
         raise ValueError(f"resolve_records takes one or two tables, got {len(frames)}")
@@ -123,6 +129,7 @@ def resolve_records(
         )
         clusters.count()
         iterations = components.iterations
+    records.unpersist()
     return Resolution(clusters, links, report.model, report.candidate_pairs, iterations)
 
 
