@@ -409,7 +409,7 @@ def bench_gold(spark, env, sf: float, work: Path) -> list[StageResult]:
     try:
         for batch, identity_mode, gold_runs in (
             ("history", "full", (("gold_history", "auto"),)),
-            ("increment", "incremental", (("gold_increment", "auto"), ("gold", "full"))),
+            ("increment", "incremental", (("gold_increment", "incremental"), ("gold", "full"))),
         ):
             if batch == "increment":
                 _deliver_held_batch(landing, held)
