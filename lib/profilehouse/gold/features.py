@@ -179,6 +179,11 @@ def reads_snapshot_date(sql: str | None) -> bool:
     return SNAPSHOT_DATE in (sql or "")
 
 
+def spec_reads_date(spec: FeatureSpec) -> bool:
+    """Whether a feature's condition or value reads ``snapshot_date``."""
+    return reads_snapshot_date(spec.where) or reads_snapshot_date(spec.value)
+
+
 def kept_value(
     spec: FeatureSpec, source: FeatureSource, window: int | None, snapshot_date: dt.date
 ) -> Column:

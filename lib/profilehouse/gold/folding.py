@@ -47,6 +47,7 @@ from profilehouse.gold.features import (
     kept_value,
     reads_snapshot_date,
     snapshot_end,
+    spec_reads_date,
     visible_on,
     with_calendars,
 )
@@ -183,7 +184,7 @@ def contribution_pairs(
             ),
         )
     candidates = [date_edges(source, config, before, after)] if source.time else []
-    reading = [i for i, c in enumerate(columns) if _reads_date(c.spec)]
+    reading = [i for i, c in enumerate(columns) if spec_reads_date(c.spec)]
     if reading:
         candidates.append(_differ(reading))
     if not candidates:
@@ -204,10 +205,6 @@ def _before(i: int) -> Column:
 
 def _after(i: int) -> Column:
     return F.col("__a").getField(f"c{i}")
-
-
-def _reads_date(spec: FeatureSpec) -> bool:
-    return reads_snapshot_date(spec.where) or reads_snapshot_date(spec.value)
 
 
 def folded(pairs: DataFrame, base: DataFrame, columns: list[FoldedColumn]) -> DataFrame:

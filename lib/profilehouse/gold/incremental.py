@@ -52,10 +52,10 @@ from profilehouse.gold.feature_config import FeatureConfig, FeatureSource
 from profilehouse.gold.features import (
     MASTER_ID,
     finished_snapshot,
-    reads_snapshot_date,
     source_columns,
     source_rows,
     source_snapshot,
+    spec_reads_date,
     visible_on,
     with_source_master_id,
 )
@@ -142,10 +142,7 @@ def _masters(df: DataFrame) -> DataFrame:
 
 def depends_on_date(source: FeatureSource) -> bool:
     """Whether a row's contributions can change with the snapshot date alone."""
-    return source.time is not None or any(
-        reads_snapshot_date(s.where) or reads_snapshot_date(s.value)
-        for s in source.features.values()
-    )
+    return source.time is not None or any(map(spec_reads_date, source.features.values()))
 
 
 # analysed-plan nodes under which each output row comes from one row of each input table
