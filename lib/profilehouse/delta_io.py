@@ -173,6 +173,30 @@ def merge_rows(
     return last_operation_metrics(spark, ref)
 
 
+def insert_once(spark: SparkSession, ref: TableRef, rows: DataFrame, on: str) -> None:
+    """Add ``rows`` (alias ``s``) to the table ``ref`` (alias ``t``) in one commit, except the
+    rows for which a row satisfying the SQL ``on`` is there already.
+
+    The idempotent append of many writers' rows at once: keyed by load, say, a load logged by
+    an earlier (or concurrent) run is skipped whole, where ``txnAppId`` covers one writer per
+    commit. An insert-only MERGE; a concurrent commit is retried against its result. The table
+    is created empty first when absent (two creators appending rows would both land), and a
+    table lacking some of ``rows``' columns gains them (schema evolution).
+    """
+    if not table_exists(spark, ref):
+        write_table(rows.limit(0), ref, mode="append")
+    retry_on_conflict(
+        lambda: (
+            DeltaTable.forPath(spark, ref.location)
+            .alias("t")
+            .merge(rows.alias("s"), on)
+            .whenNotMatchedInsertAll()
+            .withSchemaEvolution()
+            .execute()
+        )
+    )
+
+
 def delete_rows(spark: SparkSession, ref: TableRef, condition: Column) -> None:
     """Delete the rows of the table ``ref`` where ``condition`` holds (retried on conflicts)."""
     table = DeltaTable.forPath(spark, ref.location)

@@ -23,6 +23,10 @@ class StepTimer:
             took = time.perf_counter() - started
             self._seconds[name] = self._seconds.get(name, 0.0) + took
 
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` to step ``name`` (a share of a step timed elsewhere)."""
+        self._seconds[name] = self._seconds.get(name, 0.0) + seconds
+
     def seconds_by_step(self) -> dict[str, float]:
         """Each step's seconds, rounded to a tenth."""
         return {name: round(took, 1) for name, took in self._seconds.items()}

@@ -15,7 +15,12 @@ from pyspark.sql import functions as F
 from profilehouse import delta_io
 from profilehouse.errors import ProfilehouseError, SchemaError
 from profilehouse.ingest import bronze
-from profilehouse.ingest.bronze import bronze_table, file_log_table, load_bronze_source
+from profilehouse.ingest.bronze import (
+    bronze_table,
+    file_log_table,
+    load_bronze_source,
+    load_bronze_sources,
+)
 from profilehouse.ingest.source_config import SourceSpec
 from tests.ingest.conftest import CUSTOMER_HEADER, Landing, customers_spec
 
@@ -167,6 +172,42 @@ def test_each_file_is_loaded_once(spark: SparkSession, landing: Landing) -> None
     assert (third.files, third.rows, third.load_ids) == (1, 1, [2])
     ids = [r["cust_no"] for r in _bronze_rows(spark, landing, spec)]
     assert ids == ["C001", "C002", "C003", "C004"]
+
+
+def test_a_run_over_several_sources_logs_in_two_commits_and_a_bad_file_stops_only_its_source(
+    spark: SparkSession, landing: Landing
+) -> None:
+    """All sources' claims in one file-log commit and their loaded marks in one more, whatever
+    the number of sources; a source whose file is bad fails alone (its claim stays pending and
+    the next run tries it again); a run with nothing new commits nothing."""
+    specs = [
+        customers_spec(),
+        customers_spec(table="customers_b", location="bank/customers_b"),
+        customers_spec(table="customers_c", location="bank/customers_c"),
+    ]
+    landing.write_csv("bank/customers", "2025-01-01", "a.csv", CUSTOMER_HEADER, ROWS[:2])
+    landing.write_csv("bank/customers_b", "2025-01-01", "b.csv", CUSTOMER_HEADER, ROWS[:1])
+    landing.write_csv("bank/customers_c", "2025-01-01", "c.csv", "name,mobile", ["x,1"])
+    load_bronze_source(spark, landing.catalog, specs[0], landing.uri)  # the log exists
+    landing.write_csv("bank/customers", "2025-01-02", "a2.csv", CUSTOMER_HEADER, ROWS[1:2])
+    log = file_log_table(landing.catalog)
+    before = delta_io.table_version(spark, log)
+
+    first = load_bronze_sources(spark, landing.catalog, specs, landing.uri)
+    assert delta_io.table_version(spark, log) == before + 2
+    assert [(r.files, r.rows, r.load_ids) for r in first[:2]] == [(1, 1, [2]), (1, 1, [1])]
+    assert isinstance(first[2], SchemaError) and "c.csv" in str(first[2])
+    statuses = {
+        (r["source"], r["status"])
+        for r in delta_io.read_table(spark, log).select("source", "status").collect()
+    }
+    assert ("bank_customers_c", "pending") in statuses
+    assert ("bank_customers_c", "loaded") not in statuses
+
+    again = load_bronze_sources(spark, landing.catalog, specs, landing.uri)
+    assert [(r.files, r.rows) for r in again[:2]] == [(0, 0), (0, 0)]
+    assert isinstance(again[2], SchemaError) and "c.csv" in str(again[2])  # tried again
+    assert delta_io.table_version(spark, log) == before + 2
 
 
 def test_a_file_changed_after_loading_is_refused(spark: SparkSession, landing: Landing) -> None:

@@ -9,12 +9,15 @@ file did not carry, so silver can tell them from empty values) and the ingest me
 ``_source_file``, ``_batch``, ``_load_id``, ``_ingested_at`` and ``_row_hash``.
 
 Exactly-once, crash-safe loading uses a file log (``ops.ingest_file_log``) and Delta's
-idempotent writes, in three commits per load:
+idempotent writes, in three steps per load:
 
 1. the new files are logged as ``pending`` under a new load ID;
 2. their rows are appended to bronze with ``txnAppId = bronze:<source>``,
    ``txnVersion = <load ID>`` (Delta skips the append if that version was committed before);
 3. the files are logged as ``loaded`` with their row counts.
+
+Steps 1 and 3 are one file-log commit each for all the sources of a run (an insert-only MERGE
+that skips a load another run logged first), step 2 one bronze commit per load.
 
 A run first finishes any pending load exactly as logged, then lists the landing folder and
 loads only files the log has never seen. A crash between any two commits therefore neither
@@ -44,12 +47,10 @@ likely encoding (:mod:`profilehouse.ingest.encodings`), never with replacement c
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -68,6 +69,7 @@ from profilehouse.ingest.landing import (
     read_parquet_schema,
     split_in_flight,
 )
+from profilehouse.ingest.parallel import MapSources, in_turn
 from profilehouse.ingest.source_config import SourceSpec
 from profilehouse.tables import bronze_table, file_log_table
 from profilehouse.timing import StepTimer
@@ -471,13 +473,7 @@ def file_log_by_source(
     return dict(entries)
 
 
-def _file_log(spark: SparkSession, catalog: TableCatalog, source: str) -> list[_LoggedFile]:
-    return file_log_by_source(spark, catalog, source).get(source, [])
-
-
-def _append_file_log(
-    spark: SparkSession,
-    catalog: TableCatalog,
+def _log_entries(
     source: str,
     files: list[LandingFile],
     load_id: int,
@@ -486,9 +482,10 @@ def _append_file_log(
     rows_per_file: dict[str, int] | None = None,
     hashes: dict[str, str] | None = None,
     duplicate_of: dict[str, str] | None = None,
-) -> None:
+) -> list[tuple]:
+    """File-log rows (``FILE_LOG_SCHEMA``) for ``files`` of one load and status."""
     hashes, duplicate_of = hashes or {}, duplicate_of or {}
-    data = [
+    return [
         (
             source,
             f.path,
@@ -505,15 +502,27 @@ def _append_file_log(
         )
         for f in files
     ]
-    delta_io.write_table(
-        spark.createDataFrame(data, FILE_LOG_SCHEMA).coalesce(1),
-        file_log_table(catalog),
-        mode="append",
-        options={
-            **delta_io.idempotent_options(f"file-log:{source}:{status}", load_id),
-            "mergeSchema": "true",  # logs written before content_sha256 / duplicate_of
-        },
-    )
+
+
+def _log_once_per_load(
+    spark: SparkSession, catalog: TableCatalog, entries: list[tuple], statuses: tuple[str, ...]
+) -> None:
+    """Add file-log ``entries`` (of any number of loads, all sources) in one commit, each
+    load's only when the log holds no entry of ``statuses`` for that load yet.
+
+    Keyed by (source, load ID) (:func:`delta_io.insert_once`): a load another run logged first
+    is skipped whole, as Delta's idempotent appends did per load. One commit for a stage's
+    loads instead of one per load: a commit costs seconds, which per source added up to a
+    third of a daily increment.
+    """
+    if entries:
+        listed = ", ".join(f"'{s}'" for s in statuses)
+        delta_io.insert_once(
+            spark,
+            file_log_table(catalog),
+            spark.createDataFrame(entries, FILE_LOG_SCHEMA).coalesce(1),
+            f"t.source = s.source AND t.load_id = s.load_id AND t.status IN ({listed})",
+        )
 
 
 def _write_bronze(
@@ -553,42 +562,9 @@ def _rows_per_file(
     return {r["_source_file"]: int(r["count"]) for r in counts}
 
 
-def _finish_load(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    spec: SourceSpec,
-    files: list[LandingFile],
-    load_id: int,
-    ingested_at: dt.datetime,
-    result: BronzeLoad,
-) -> None:
-    """Commits 2 and 3 of a load whose files are logged as pending."""
-    with result.timer.step("write"):
-        _write_bronze(spark, catalog, spec, files, load_id, ingested_at)
-    with result.timer.step("row_counts"):
-        counts = _rows_per_file(spark, catalog, spec, load_id)
-    with result.timer.step("mark_loaded"):
-        _mark_loaded(spark, catalog, spec.name, files, load_id, counts)
-    result.load_ids.append(load_id)
-    result.files += len(files)
-    result.bytes += sum(f.size for f in files)
-    for f in files:
-        n = counts.get(f.path, 0)
-        result.rows += n
-        result.batches[f.batch] = result.batches.get(f.batch, 0) + n
-        if n == 0:
-            result.empty_files.append(f.path)
-
-
-def _mark_loaded(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    source: str,
-    files: list[LandingFile],
-    load_id: int,
-    counts: dict[str, int],
-) -> None:
-    _append_file_log(spark, catalog, source, files, load_id, LOADED, _now(), counts)
+def _mark_loaded(spark: SparkSession, catalog: TableCatalog, entries: list[tuple]) -> None:
+    """Commit 3 of the stage's loads: their files logged ``loaded`` with row counts."""
+    _log_once_per_load(spark, catalog, entries, (LOADED,))
 
 
 def _now() -> dt.datetime:
@@ -652,152 +628,53 @@ def _logged_originals(log: list[_LoggedFile]) -> list[_LoggedFile]:
     return list(by_path.values())
 
 
-def _log_duplicates(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    source: str,
-    new: list[LandingFile],
-    duplicates: dict[str, str],
-    hashes: dict[str, str],
-    load_id: int,
-) -> None:
-    """Log re-delivered files as ``duplicate`` (of the original) so no later run loads them."""
-    files = [f for f in new if f.path in duplicates]
-    if files:
-        _append_file_log(
-            spark, catalog, source, files, load_id, DUPLICATE, _now(), None, hashes, duplicates
-        )
-
-
 class _LoadIdTakenError(ProfilehouseError):
     """Another run claimed the load ID this run picked (its file log was stale)."""
 
 
-def _claim_load_id(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    source: str,
-    files: list[LandingFile],
-    log: list[_LoggedFile],
-    hashes: dict[str, str] | None = None,
-) -> tuple[int, dt.datetime]:
-    """Log ``files`` as pending under the next load ID and make sure this run owns that ID.
+@dataclass
+class _PlannedLoad:
+    """What a bronze run is to do for one source, from its file log and landing listing."""
 
-    The pending append is idempotent on (source, load ID): when another run has claimed the ID
-    first, Delta skips this append (two concurrent ones conflict, and the retry is skipped).
-    So the claim is read back: this run owns the ID only if the pending entries logged under it
-    are exactly its files at its time. Otherwise :class:`_LoadIdTakenError` is raised before
-    anything else is written, and the caller starts over from a fresh file log. (Were the same
-    files claimed under the same ID by two runs in the same second, both would finish the one
-    load: its txn-tagged commits land once.)
-    """
-    load_id = max((e.load_id for e in log), default=0) + 1
-    ingested_at = _now()
-    _append_file_log(spark, catalog, source, files, load_id, PENDING, ingested_at, hashes=hashes)
-    claimed = _pending_claim(spark, catalog, source, load_id)
-    if claimed != {(f.path, ingested_at) for f in files}:
-        raise _LoadIdTakenError(
-            f"{source}: load ID {load_id} was claimed by another run for other files"
+    spec: SourceSpec
+    result: BronzeLoad
+    resume: list[tuple[int, list[LandingFile], dt.datetime]]  # pending loads of a crashed run
+    new: list[LandingFile]  # files to load under ``load_id``
+    duplicates: list[LandingFile]  # re-delivered files, logged under ``load_id`` as such
+    hashes: dict[str, str]
+    load_id: int
+    ingested_at: dt.datetime | None = None  # set by the claim
+
+    @property
+    def claims(self) -> bool:
+        return bool(self.new or self.duplicates)
+
+    def claim_entries(self, logged_at: dt.datetime) -> list[tuple]:
+        name, dup_of = self.spec.name, self.result.duplicates
+        return _log_entries(
+            name, self.new, self.load_id, PENDING, logged_at, hashes=self.hashes
+        ) + _log_entries(
+            name, self.duplicates, self.load_id, DUPLICATE, logged_at, None, self.hashes, dup_of
         )
-    return load_id, ingested_at
 
 
-def _pending_claim(
-    spark: SparkSession, catalog: TableCatalog, source: str, load_id: int
-) -> set[tuple[str, dt.datetime]]:
-    """(path, logged_at) of the files logged as pending under ``load_id`` of ``source``."""
-    rows = (
-        delta_io.read_table(spark, file_log_table(catalog))
-        .where(
-            (F.col("source") == source)
-            & (F.col("load_id") == load_id)
-            & (F.col("status") == PENDING)
-        )
-        .select("file_path", "logged_at")
-        .collect()
-    )
-    return {(r["file_path"], r["logged_at"]) for r in rows}
-
-
-_CLAIM_ATTEMPTS = 5
-
-
-def _one_run_per_source(load: Callable[..., BronzeLoad]) -> Callable[..., BronzeLoad]:
-    """Run ``load`` holding the source's ``bronze:<source>`` lock, from a fresh file log again
-    when its load-ID claim was lost (see :func:`_claim_load_id`).
-
-    The lock makes one run at a time read the log, claim a load ID, write and mark files
-    loaded; the claim check keeps that correct even if the lock is bypassed (a lease that
-    expired under a stalled run). Takes ``lock_settings`` (:class:`LockSettings`) besides
-    ``load``'s own arguments, or ``held``: a :class:`~profilehouse.locks.Lock` the caller holds
-    that covers the source (a stage takes all its sources' locks at once).
-    """
-
-    @functools.wraps(load)
-    def locked(
-        spark: SparkSession,
-        catalog: TableCatalog,
-        spec: SourceSpec,
-        landing_root: str,
-        log: list[_LoggedFile] | None = None,
-        *,
-        lock_settings: LockSettings | None = None,
-        held: locks.Lock | None = None,
-        **kwargs: object,
-    ) -> BronzeLoad:
-        name = f"bronze:{spec.name}"
-        if held is not None and not held.holds(name):
-            raise ValueError(f"the lock passed as held ({held.name}) does not cover {name}")
-        holding = nullcontext(held) if held else locks.hold(spark, catalog, name, lock_settings)
-        with holding:
-            for attempt in range(1, _CLAIM_ATTEMPTS + 1):
-                try:
-                    return load(spark, catalog, spec, landing_root, log, **kwargs)
-                except _LoadIdTakenError:
-                    if attempt == _CLAIM_ATTEMPTS:
-                        raise
-                    log = None  # another run loaded files meanwhile: read the log afresh
-        raise AssertionError("unreachable")
-
-    return locked
-
-
-@_one_run_per_source
-def load_bronze_source(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    spec: SourceSpec,
-    landing_root: str,
-    log: list[_LoggedFile] | None = None,
-) -> BronzeLoad:
-    """Load every not-yet-loaded file of ``spec`` into its bronze table, exactly once.
-
-    Finishes pending loads of a crashed run first. ``log``: the source's file-log entries when
-    the caller has read them already (:func:`file_log_by_source`). Raises :class:`SchemaError`
-    for a missing landing folder or a bad file (naming it), and :class:`ProfilehouseError` when
-    a file that was loaded before has changed since (corrections must arrive as new files).
-
-    Holds the source's ``bronze:<source>`` lock throughout (keyword ``lock_settings``: lease
-    and wait; :class:`~profilehouse.locks.LockHeldError` when another live run holds it).
-    """
-    started = time.perf_counter()
+def _planned_load(
+    spark: SparkSession, spec: SourceSpec, landing_root: str, log: list[_LoggedFile]
+) -> _PlannedLoad:
+    """The pending loads to finish and the new files to claim (duplicates and in-flight
+    uploads set aside). Raises :class:`ProfilehouseError` when a loaded file has changed."""
     result = BronzeLoad(spec.name)
-    step = result.timer.step
-    if log is None:
-        with step("file_log"):
-            log = _file_log(spark, catalog, spec.name)
     loaded_ids = {e.load_id for e in log if e.status == LOADED}
     pending: dict[int, list[_LoggedFile]] = defaultdict(list)
     for entry in log:
         if entry.status == PENDING and entry.load_id not in loaded_ids:
             pending[entry.load_id].append(entry)
+    resume = []
     for load_id in sorted(pending):
         entries = sorted(pending[load_id], key=lambda e: e.file.path)
-        files = [e.file for e in entries]
-        _finish_load(spark, catalog, spec, files, load_id, entries[0].logged_at, result)
-        result.resumed_pending += 1
+        resume.append((load_id, [e.file for e in entries], entries[0].logged_at))
 
-    with step("list"):
+    with result.timer.step("list"):
         listed = list_landing_files(spark, f"{landing_root.rstrip('/')}/{spec.location}")
     logged = {e.file.path: e.file for e in log}
     changed = _changed_files(logged, listed)
@@ -809,16 +686,221 @@ def load_bronze_source(
     unlogged = [f for f in listed if f.path not in logged]
     unlogged, in_flight = split_in_flight(unlogged, spec.min_file_age_seconds)
     result.in_flight = [f.path for f in in_flight]
-    with step("duplicates"):
+    with result.timer.step("duplicates"):
         new, duplicates, hashes = _set_aside_duplicates(spark, unlogged, log, listed)
     result.duplicates = duplicates
-    if new or duplicates:
-        with step("claim"):
-            load_id, ingested_at = _claim_load_id(spark, catalog, spec.name, new, log, hashes)
-            _log_duplicates(spark, catalog, spec.name, unlogged, duplicates, hashes, load_id)
-    if new:
-        _finish_load(spark, catalog, spec, new, load_id, ingested_at, result)
-    result.seconds = round(time.perf_counter() - started, 2)
+    return _PlannedLoad(
+        spec,
+        result,
+        resume,
+        new,
+        [f for f in unlogged if f.path in duplicates],
+        hashes,
+        max((e.load_id for e in log), default=0) + 1,
+    )
+
+
+def _claim(spark: SparkSession, catalog: TableCatalog, plans: list[_PlannedLoad]) -> list[str]:
+    """Commit 1 of the stage's loads: log each plan's new files as pending (and its
+    re-delivered ones as duplicates) under its new load ID, in one commit; the sources whose
+    load ID another run had claimed are returned (nothing of theirs was logged).
+
+    The commit skips a load ID already claimed (:func:`_log_once_per_load`), so the claims are
+    read back: a source owns its ID only if the entries logged under it are exactly its files
+    at this run's time. (Were the same files claimed under the same ID by two runs in the same
+    second, both would finish the one load: its txn-tagged commits land once.)
+    """
+    claiming = [p for p in plans if p.claims]
+    if not claiming:
+        return []
+    logged_at = _now()
+    entries = [e for p in claiming for e in p.claim_entries(logged_at)]
+    _log_once_per_load(spark, catalog, entries, (PENDING, DUPLICATE))
+    wanted = reduce(
+        lambda a, b: a | b,
+        [(F.col("source") == p.spec.name) & (F.col("load_id") == p.load_id) for p in claiming],
+    )
+    claimed: dict[str, set] = defaultdict(set)
+    for r in (
+        delta_io.read_table(spark, file_log_table(catalog))
+        .where(wanted & F.col("status").isin(PENDING, DUPLICATE))
+        .select("source", "file_path", "status", "logged_at")
+        .collect()
+    ):
+        claimed[r["source"]].add((r["file_path"], r["status"], r["logged_at"]))
+    lost = []
+    for p in claiming:
+        mine = {(e[1], e[7], logged_at) for e in p.claim_entries(logged_at)}
+        if claimed[p.spec.name] == mine:
+            p.ingested_at = logged_at
+        else:
+            lost.append(p.spec.name)
+    return lost
+
+
+def _write_load(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    plan: _PlannedLoad,
+    files: list[LandingFile],
+    load_id: int,
+    ingested_at: dt.datetime,
+) -> list[tuple]:
+    """Commit 2 of one load (its rows appended to bronze, once); its ``loaded`` log entries."""
+    result = plan.result
+    with result.timer.step("write"):
+        _write_bronze(spark, catalog, plan.spec, files, load_id, ingested_at)
+    with result.timer.step("row_counts"):
+        counts = _rows_per_file(spark, catalog, plan.spec, load_id)
+    result.load_ids.append(load_id)
+    result.files += len(files)
+    result.bytes += sum(f.size for f in files)
+    for f in files:
+        n = counts.get(f.path, 0)
+        result.rows += n
+        result.batches[f.batch] = result.batches.get(f.batch, 0) + n
+        if n == 0:
+            result.empty_files.append(f.path)
+    return _log_entries(plan.spec.name, files, load_id, LOADED, _now(), counts)
+
+
+def _written_loads(spark: SparkSession, catalog: TableCatalog, plan: _PlannedLoad) -> list[tuple]:
+    """The plan's pending loads finished and its new files written; their ``loaded`` entries."""
+    entries = []
+    for load_id, files, logged_at in plan.resume:
+        entries += _write_load(spark, catalog, plan, files, load_id, logged_at)
+        plan.result.resumed_pending += 1
+    if plan.new:
+        assert plan.ingested_at is not None, "write before claim"
+        entries += _write_load(spark, catalog, plan, plan.new, plan.load_id, plan.ingested_at)
+    return entries
+
+
+_CLAIM_ATTEMPTS = 5
+
+
+def _claimed_plans(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    specs: list[SourceSpec],
+    landing_root: str,
+    logs: dict[str, list[_LoggedFile]] | None,
+    map_sources: MapSources,
+    timer: StepTimer,
+) -> tuple[dict[str, _PlannedLoad], dict[str, BaseException]]:
+    """Each source's plan, its new files claimed; and the error of each source that has none.
+    A source whose claim was lost is planned again from a fresh file log."""
+    plans: dict[str, _PlannedLoad] = {}
+    errors: dict[str, BaseException] = {}
+    todo = list(specs)
+    for attempt in range(1, _CLAIM_ATTEMPTS + 1):
+        if logs is None:
+            with timer.step("file_log"):
+                logs = file_log_by_source(spark, catalog)
+        planned = map_sources(
+            todo,
+            lambda spec, known=logs: _planned_load(
+                spark, spec, landing_root, known.get(spec.name, [])
+            ),
+        )
+        for spec, plan in zip(todo, planned, strict=True):
+            if isinstance(plan, BaseException):
+                errors[spec.name] = plan
+                plans.pop(spec.name, None)
+            else:
+                plans[spec.name] = plan
+        with timer.step("claim"):
+            lost = _claim(spark, catalog, [plans[s.name] for s in todo if s.name in plans])
+        if not lost:
+            break
+        if attempt == _CLAIM_ATTEMPTS:
+            for name in lost:
+                errors[name] = _LoadIdTakenError(
+                    f"{name}: load ID {plans.pop(name).load_id} was claimed by another run "
+                    f"for other files, {_CLAIM_ATTEMPTS} times"
+                )
+            break
+        logs = None  # another run loaded files meanwhile: read the log afresh
+        todo = [s for s in specs if s.name in lost]
+    return plans, errors
+
+
+def load_bronze_sources(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    specs: list[SourceSpec],
+    landing_root: str,
+    logs: dict[str, list[_LoggedFile]] | None = None,
+    map_sources: MapSources = in_turn,
+) -> list[BronzeLoad | BaseException]:
+    """Load every not-yet-loaded file of each source into its bronze table, exactly once; the
+    caller holds the sources' ``bronze:<source>`` locks (:func:`load_bronze_source` takes one).
+
+    Per source, pending loads of a crashed run are finished first, then files the log has never
+    seen are loaded. The stage makes three commits to the file log whatever the number of
+    sources (the claim, then each source's bronze append, then one ``loaded`` commit).
+    ``logs``: the sources' file-log entries when the caller has read them already
+    (:func:`file_log_by_source`). ``map_sources`` runs per-source work (one after the other by
+    default; the stage passes its thread pool) and returns each result or exception.
+
+    Returns, in source order, each source's :class:`BronzeLoad` or the exception that stopped
+    it: :class:`SchemaError` for a missing landing folder or a bad file (naming it),
+    :class:`ProfilehouseError` when a file loaded before has changed since (corrections must
+    arrive as new files). The other sources load regardless.
+    """
+    timer = StepTimer()
+    plans, errors = _claimed_plans(spark, catalog, specs, landing_root, logs, map_sources, timer)
+    writing = [s for s in specs if s.name in plans]
+    written = map_sources(writing, lambda spec: _written_loads(spark, catalog, plans[spec.name]))
+    loaded: list[tuple] = []
+    outcome: dict[str, BronzeLoad | BaseException] = dict(errors)
+    for spec, entries in zip(writing, written, strict=True):
+        if isinstance(entries, BaseException):
+            outcome[spec.name] = entries
+        else:
+            loaded += entries
+    with timer.step("mark_loaded"):
+        _mark_loaded(spark, catalog, loaded)
+
+    finished = [p for name, p in plans.items() if name not in outcome]
+    for p in finished:
+        # the stage-wide steps, shared evenly among the sources
+        for step, took in timer.seconds_by_step().items():
+            p.result.timer.add(step, took / len(finished))
+        p.result.seconds = round(sum(p.result.seconds_by_step.values()), 2)
+        outcome[p.spec.name] = p.result
+    return [outcome[s.name] for s in specs]
+
+
+def load_bronze_source(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    landing_root: str,
+    log: list[_LoggedFile] | None = None,
+    *,
+    lock_settings: LockSettings | None = None,
+    held: locks.Lock | None = None,
+) -> BronzeLoad:
+    """Load every not-yet-loaded file of ``spec`` into its bronze table, exactly once
+    (:func:`load_bronze_sources` for one source; raises what stopped it).
+
+    Holds the source's ``bronze:<source>`` lock throughout (``lock_settings``: lease and wait;
+    :class:`~profilehouse.locks.LockHeldError` when another live run holds it), unless ``held``
+    is a :class:`~profilehouse.locks.Lock` the caller holds that covers the source. The claim
+    check keeps loads exactly-once even if the lock is bypassed (a lease that expired under a
+    stalled run): a run that finds its load ID taken starts over from a fresh file log.
+    ``log``: the source's file-log entries when the caller has read them already.
+    """
+    name = f"bronze:{spec.name}"
+    if held is not None and not held.holds(name):
+        raise ValueError(f"the lock passed as held ({held.name}) does not cover {name}")
+    holding = nullcontext(held) if held else locks.hold(spark, catalog, name, lock_settings)
+    with holding:
+        logs = None if log is None else {spec.name: log}
+        (result,) = load_bronze_sources(spark, catalog, [spec], landing_root, logs)
+    if isinstance(result, BaseException):
+        raise result
     return result
 
 

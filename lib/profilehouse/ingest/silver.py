@@ -24,8 +24,10 @@ Each bronze load of a source is processed once, in load order:
    (rows in = accepted + quarantined) to ``ops.ingest_reconciliation``; this last commit marks
    the load as done.
 
-Steps 4 and 5 are Delta idempotent appends (one app ID per table and source, the load ID as
-version; a ``failed`` reconciliation has its own app ID, so a load that keeps failing is
+Step 2 is a commit per load; steps 3–5 are one commit each for all the loads of a run, every
+source's (:func:`commit_outputs`): a load's vault and quarantine rows are kept (persisted)
+until then. Steps 4 and 5 insert a load's rows only if the table has none of that load yet
+(a ``failed`` reconciliation is keyed by its status too, so a load that keeps failing is
 recorded once, by its first failure) and steps 2 and 3 change nothing when replayed, so a run
 that dies between any two commits is finished by the next run with the same result as an
 uninterrupted one. :data:`AFTER_COMMIT` is the seam tests use to stop a run after a commit.
@@ -38,6 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -48,6 +51,7 @@ from profilehouse import delta_io
 from profilehouse.catalog import TableCatalog, TableRef
 from profilehouse.errors import ProfilehouseError, SchemaError
 from profilehouse.ingest.bronze import ABSENT, bronze_table, loaded_load_ids_by_source
+from profilehouse.ingest.parallel import MapSources, in_turn
 from profilehouse.ingest.source_config import ColumnSpec, SourceSpec
 from profilehouse.ingest.validate import (
     ERRORS,
@@ -97,14 +101,15 @@ RULE_COUNTS_SCHEMA = T.StructType(
 )
 
 
-# The commits of one load, in order; after each, AFTER_COMMIT(commit, load_id) is called when set.
-# A failure-injection seam for tests (a hook that raises is a crash right after that commit);
-# production code never sets it.
+# The commits of a run, in order: ``silver`` once per load, then the others once for all the
+# run's loads. After each, AFTER_COMMIT(commit, load_id) is called when set (load_id None for
+# the shared ones): a failure-injection seam for tests (a hook that raises is a crash right
+# after that commit); production code never sets it.
 COMMITS = ("silver", "vault", "quarantine", "rule_counts", "reconciliation")
-AFTER_COMMIT: Callable[[str, int], None] | None = None
+AFTER_COMMIT: Callable[[str, int | None], None] | None = None
 
 
-def _committed(commit: str, load_id: int) -> None:
+def _committed(commit: str, load_id: int | None) -> None:
     if AFTER_COMMIT is not None:
         AFTER_COMMIT(commit, load_id)
 
@@ -504,23 +509,17 @@ def _vault_rows(protected: DataFrame, spec: SourceSpec) -> DataFrame | None:
 def _merge_vault(spark: SparkSession, catalog: TableCatalog, rows: DataFrame) -> None:
     """Insert the tokens the vault does not hold yet.
 
-    Sources are loaded side by side and share values (an account number in accounts, balances
-    and transactions), so the vault is first created *empty* and rows only ever arrive by MERGE:
-    two concurrent MERGEs conflict in Delta and the loser is retried against the winner's rows,
-    whereas two sources creating the table with their rows would both land (the loser's append
-    is retried as an append), duplicating tokens.
+    Sources share values (an account number in accounts, balances and transactions), and two
+    runs may add the same token at once, so rows only ever arrive by an insert-only MERGE on
+    the token into a vault created *empty* (:func:`delta_io.insert_once`): concurrent MERGEs
+    conflict in Delta and the loser is retried against the winner's rows, whereas two writers
+    creating the table with their rows would both land, duplicating tokens.
     """
-    ref = vault_table(catalog)
-    if not delta_io.table_exists(spark, ref):
-        empty = spark.createDataFrame([], rows.schema)
-        delta_io.write_table(empty, ref, mode="append")
-    delta_io.merge_rows(spark, ref, rows, "t.token = s.token", update_when=None)
+    delta_io.insert_once(spark, vault_table(catalog), rows, "t.token = s.token")
 
 
-def _append_quarantine(
-    catalog: TableCatalog, validated: DataFrame, spec: SourceSpec, load_id: int
-) -> None:
-    rejected = validated.where(F.size(ERRORS) > 0).select(
+def _quarantine_rows(validated: DataFrame, spec: SourceSpec) -> DataFrame:
+    return validated.where(F.size(ERRORS) > 0).select(
         F.lit(spec.name).alias("source"),
         F.col("_load_id").alias("load_id"),
         F.col("_batch").alias("batch"),
@@ -531,49 +530,84 @@ def _append_quarantine(
         F.col("_ingested_at").alias("ingested_at"),
         F.lit(_now()).alias("quarantined_at"),
     )
-    delta_io.write_table(
-        rejected.coalesce(1),
-        quarantine_table(catalog),
-        mode="append",
-        options=delta_io.idempotent_options(f"quarantine:{spec.name}", load_id),
-    )
+
+
+_ONCE_PER_LOAD = "t.source = s.source AND t.load_id = s.load_id"
+
+
+def _append_quarantine(
+    spark: SparkSession, catalog: TableCatalog, outputs: list[LoadOutput]
+) -> None:
+    frames = [o.quarantine for o in outputs if o.quarantine is not None]
+    ref = quarantine_table(catalog)
+    if frames and (any(o.quarantined for o in outputs) or not delta_io.table_exists(spark, ref)):
+        rows = reduce(DataFrame.unionByName, frames).coalesce(1)
+        delta_io.insert_once(spark, ref, rows, _ONCE_PER_LOAD)
 
 
 def _append_rule_counts(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    spec: SourceSpec,
-    load_id: int,
-    figures: _LoadFigures,
+    spark: SparkSession, catalog: TableCatalog, outputs: list[LoadOutput]
 ) -> None:
-    rows = [(spec.name, load_id, b, rule, sev, n) for b, rule, sev, n in figures.rules]
-    delta_io.write_table(
-        spark.createDataFrame(rows, RULE_COUNTS_SCHEMA).coalesce(1),
-        rule_counts_table(catalog),
-        mode="append",
-        options=delta_io.idempotent_options(f"dq-rules:{spec.name}", load_id),
-    )
+    rows = [r for o in outputs for r in o.rule_counts]
+    ref = rule_counts_table(catalog)
+    if rows or (outputs and not delta_io.table_exists(spark, ref)):
+        frame = spark.createDataFrame(rows, RULE_COUNTS_SCHEMA).coalesce(1)
+        delta_io.insert_once(spark, ref, frame, _ONCE_PER_LOAD)
 
 
 def _append_reconciliation(
-    spark: SparkSession,
-    catalog: TableCatalog,
-    spec: SourceSpec,
-    load_id: int,
-    figures: _LoadFigures,
-    status: str,
+    spark: SparkSession, catalog: TableCatalog, outputs: list[LoadOutput]
 ) -> None:
-    """Record the load's per-batch reconciliation; a ``passed`` record marks the load done."""
-    rows = spark.createDataFrame(
-        _reconciliation_rows(spec, load_id, figures, status), RECONCILIATION_SCHEMA
-    )
-    app_id = (
-        f"reconciliation:{spec.name}" if status == PASSED else f"reconciliation-failed:{spec.name}"
-    )
-    options = delta_io.idempotent_options(app_id, load_id)
-    delta_io.write_table(
-        rows.coalesce(1), reconciliation_table(catalog), mode="append", options=options
-    )
+    """Record the loads' per-batch reconciliation; a ``passed`` record marks a load done, a
+    ``failed`` one is recorded once per load however often it fails."""
+    rows = [r for o in outputs for r in o.reconciliation]
+    if rows:
+        frame = spark.createDataFrame(rows, RECONCILIATION_SCHEMA).coalesce(1)
+        on = f"{_ONCE_PER_LOAD} AND t.status = s.status"
+        delta_io.insert_once(spark, reconciliation_table(catalog), frame, on)
+
+
+def _vault_union(outputs: list[LoadOutput]) -> DataFrame | None:
+    """The loads' vault rows, one per token (its first source by name, for a stable pick)."""
+    frames = [o.vault for o in outputs if o.vault is not None]
+    if not frames:
+        return None
+    if len(frames) == 1:
+        return frames[0]  # distinct tokens already
+    rows = reduce(DataFrame.unionByName, frames)
+    columns = rows.columns
+    first = F.min_by(F.struct(*columns), F.col("first_source")).alias("row")
+    return rows.groupBy("token").agg(first).select(*[F.col(f"row.{c}") for c in columns])
+
+
+def _add_to_vault(spark: SparkSession, catalog: TableCatalog, outputs: list[LoadOutput]) -> None:
+    vault = _vault_union(outputs)
+    if vault is not None:
+        _merge_vault(spark, catalog, vault)
+
+
+def commit_outputs(
+    spark: SparkSession, catalog: TableCatalog, outputs: list[LoadOutput]
+) -> dict[str, float]:
+    """The shared commits of a run's processed loads (any sources): vault, quarantine, rule
+    counts, then reconciliation, which marks the loads done. One commit each for all the loads
+    (a commit costs seconds; per load and source they were half of a daily increment), each
+    keyed so that replaying it adds nothing. Returns the seconds of each commit."""
+    timer = StepTimer()
+    try:
+        for name, commit in (
+            ("vault", _add_to_vault),
+            ("quarantine", _append_quarantine),
+            ("rule_counts", _append_rule_counts),
+            ("reconciliation", _append_reconciliation),
+        ):
+            with timer.step(name):
+                commit(spark, catalog, outputs)
+            _committed(name, None)
+    finally:
+        for output in outputs:
+            output.release()
+    return timer.seconds_by_step()
 
 
 # --- the load ------------------------------------------------------------------------------------
@@ -623,6 +657,32 @@ def validated_load(
     return protected_frame(validated_frame(keyed, spec), spec).drop(KEY_INNER, KEY_OUTER)
 
 
+@dataclass
+class LoadOutput:
+    """What a processed load leaves for the run's shared commits (:func:`commit_outputs`):
+    its reconciliation and rule-count rows, and its vault and quarantine rows (persisted)."""
+
+    source: str
+    load_id: int
+    reconciliation: list[tuple]
+    rule_counts: list[tuple] = field(default_factory=list)
+    vault: DataFrame | None = None
+    quarantine: DataFrame | None = None  # (persisted only when it holds rows)
+    quarantined: int = 0
+
+    def release(self) -> None:
+        for frame in (self.vault, self.quarantine):
+            if frame is not None and frame.is_cached:
+                frame.unpersist()
+
+
+def _set_aside(frame: DataFrame) -> DataFrame:
+    """``frame`` persisted and computed, to outlive the load's validated rows."""
+    kept = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    kept.count()
+    return kept
+
+
 def load_silver_load(
     spark: SparkSession,
     catalog: TableCatalog,
@@ -630,8 +690,10 @@ def load_silver_load(
     load_id: int,
     key: bytes,
     result: SilverLoad,
-) -> None:
-    """Process bronze load ``load_id`` of ``spec`` into silver, quarantine, vault and ops."""
+) -> LoadOutput:
+    """Process bronze load ``load_id`` of ``spec`` into silver; what it leaves for the shared
+    commits. A load over its reject rate leaves only its ``failed`` reconciliation
+    (``LoadOutput.rule_counts`` empty, nothing MERGEd): see :func:`load_silver_sources`."""
     step = result.timer.step
     validated = validated_load(spark, catalog, spec, load_id, key).persist(
         StorageLevel.MEMORY_AND_DISK
@@ -642,9 +704,8 @@ def load_silver_load(
         _check_missing_columns(spec, figures)
         problem = _check_reject_rate(spec, load_id, figures)
         if problem:
-            _append_reconciliation(spark, catalog, spec, load_id, figures, FAILED)
-            _committed("reconciliation", load_id)
-            raise RejectRateError(problem)
+            failed = _reconciliation_rows(spec, load_id, figures, FAILED)
+            raise _RejectedLoadError(problem, LoadOutput(spec.name, load_id, failed))
         accepted = validated.where(F.size(ERRORS) == 0)
         absent = figures.absent_columns
         rows = latest_per_key(accepted, spec, absent).select(
@@ -653,20 +714,19 @@ def load_silver_load(
         with step("silver"):
             merged = _merge_silver(spark, silver_table(catalog, spec), rows, spec, absent)
         _committed("silver", load_id)
-        vault = _vault_rows(accepted, spec)
-        if vault is not None:
-            with step("vault"):
-                _merge_vault(spark, catalog, vault)
-            _committed("vault", load_id)
-        with step("quarantine"):
-            _append_quarantine(catalog, validated, spec, load_id)
-        _committed("quarantine", load_id)
-        with step("rule_counts"):
-            _append_rule_counts(spark, catalog, spec, load_id, figures)
-        _committed("rule_counts", load_id)
-        with step("reconciliation"):
-            _append_reconciliation(spark, catalog, spec, load_id, figures, PASSED)
-        _committed("reconciliation", load_id)
+        with step("set_aside"):
+            vault = _vault_rows(accepted, spec)
+            output = LoadOutput(
+                spec.name,
+                load_id,
+                _reconciliation_rows(spec, load_id, figures, PASSED),
+                [(spec.name, load_id, b, rule, sev, n) for b, rule, sev, n in figures.rules],
+                None if vault is None else _set_aside(vault),
+                _set_aside(_quarantine_rows(validated, spec))
+                if figures.quarantined
+                else _quarantine_rows(validated, spec).limit(0),  # no scan: an empty relation
+                figures.quarantined,
+            )
     finally:
         validated.unpersist()
     result.load_ids.append(load_id)
@@ -680,6 +740,83 @@ def load_silver_load(
         counts = result.errors if severity == "error" else result.warnings
         counts[rule] = counts.get(rule, 0) + rows_count
     result.absent_columns.update(figures.absent)
+    return output
+
+
+class _RejectedLoadError(Exception):
+    """A load over its reject rate, with the ``failed`` reconciliation to record."""
+
+    def __init__(self, problem: str, output: LoadOutput) -> None:
+        super().__init__(problem)
+        self.problem, self.output = problem, output
+
+
+def _processed_source(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    spec: SourceSpec,
+    key: bytes,
+    pending: list[int],
+) -> tuple[SilverLoad, list[LoadOutput], Exception | None]:
+    """Every pending load of ``spec`` into silver, oldest first, until one fails; the outputs
+    of the processed loads (and of a rejected one) and what stopped the source, if anything."""
+    started = time.perf_counter()
+    result, outputs = SilverLoad(spec.name), []
+    error: Exception | None = None
+    try:
+        for load_id in pending:
+            outputs.append(load_silver_load(spark, catalog, spec, load_id, key, result))
+    except _RejectedLoadError as rejected:
+        outputs.append(rejected.output)
+        error = RejectRateError(rejected.problem)
+    except Exception as exc:  # the loads before it are committed by the caller regardless
+        error = exc
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result, outputs, error
+
+
+def load_silver_sources(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    specs: list[SourceSpec],
+    key: bytes,
+    pending: dict[str, list[int]] | None = None,
+    map_sources: MapSources = in_turn,
+) -> list[SilverLoad | BaseException]:
+    """Process every bronze load of each source not yet in silver (the caller holds their
+    ``silver:<source>`` locks), then make the shared commits of all the loads.
+
+    Per source the loads go through silver oldest first, ``map_sources`` running the sources
+    (one after the other by default; the stage passes its thread pool); then one vault, one
+    quarantine, one rule-count and one reconciliation commit hold them all
+    (:func:`commit_outputs`). A source stopped by a bad load (a :class:`SchemaError`, a
+    :class:`RejectRateError`, whose ``failed`` reconciliation is recorded) still has the loads
+    before it committed, and does not stop the others. ``pending``: each source's load IDs when
+    the caller has read them already (:func:`pending_loads_by_source`).
+
+    Returns, in source order, each source's :class:`SilverLoad` or the exception that stopped it.
+    """
+    if pending is None:
+        pending = pending_loads_by_source(spark, catalog)
+    known = pending
+    processed = map_sources(
+        specs,
+        lambda spec: _processed_source(spark, catalog, spec, key, known.get(spec.name, [])),
+    )
+    outputs = [o for p in processed if not isinstance(p, BaseException) for o in p[1]]
+    shared = commit_outputs(spark, catalog, outputs)
+    done = [p for p in processed if not isinstance(p, BaseException)]
+    results: list[SilverLoad | BaseException] = []
+    for p in processed:
+        if isinstance(p, BaseException):
+            results.append(p)
+            continue
+        result, _outputs, error = p
+        for step, took in shared.items():  # the shared commits, split evenly
+            result.timer.add(step, took / len(done))
+            result.seconds = round(result.seconds + took / len(done), 2)
+        results.append(error if error is not None else result)
+    return results
 
 
 def load_silver_source(
@@ -690,12 +827,10 @@ def load_silver_source(
     pending: list[int] | None = None,
 ) -> SilverLoad:
     """Process every bronze load of ``spec`` not yet in silver, oldest first (``pending``: those
-    load IDs when the caller has read them already, see :func:`pending_loads_by_source`)."""
-    started = time.perf_counter()
-    result = SilverLoad(spec.name)
-    if pending is None:
-        pending = pending_load_ids(spark, catalog, spec.name)
-    for load_id in pending:
-        load_silver_load(spark, catalog, spec, load_id, key, result)
-    result.seconds = round(time.perf_counter() - started, 2)
+    load IDs when the caller has read them already, see :func:`pending_loads_by_source`);
+    :func:`load_silver_sources` for one source, raising what stopped it."""
+    by_source = None if pending is None else {spec.name: pending}
+    (result,) = load_silver_sources(spark, catalog, [spec], key, by_source)
+    if isinstance(result, BaseException):
+        raise result
     return result

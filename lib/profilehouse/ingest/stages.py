@@ -17,11 +17,11 @@ from profilehouse import locks
 from profilehouse.catalog import TableCatalog
 from profilehouse.config import EnvironmentConfig
 from profilehouse.errors import ConfigError
-from profilehouse.ingest.bronze import BronzeLoad, file_log_by_source, load_bronze_source
+from profilehouse.ingest.bronze import BronzeLoad, file_log_by_source, load_bronze_sources
 from profilehouse.ingest.silver import (
     RejectRateError,
     SilverLoad,
-    load_silver_source,
+    load_silver_sources,
 )
 from profilehouse.ingest.source_config import SourceSpec, load_sources
 from profilehouse.privacy.tokens import load_token_key
@@ -96,10 +96,10 @@ def run_bronze_stage(
         return []
     catalog = TableCatalog.for_environment(env)
     names = [f"bronze:{spec.name}" for spec in sources]
-    with locks.hold(spark, catalog, names, env.locks) as held:
+    with locks.hold(spark, catalog, names, env.locks):
         # the file logs are read under the locks: a run that held them before may have loaded
         logs = file_log_by_source(spark, catalog)
-        return _bronze_sources(spark, env, catalog, sources, logs, held)
+        return _bronze_sources(spark, env, catalog, sources, logs)
 
 
 def _bronze_sources(
@@ -108,20 +108,21 @@ def _bronze_sources(
     catalog: TableCatalog,
     sources: list[SourceSpec],
     logs: dict,
-    held: locks.Lock,
 ) -> list[BronzeLoad]:
-    def load(spec: SourceSpec) -> BronzeLoad:
-        result = load_bronze_source(
-            spark, catalog, spec, env.landing_uri, logs.get(spec.name, []), held=held
-        )
-        resumed = result.resumed_pending
-        log.info(
-            f"  bronze {spec.name}: {result.files} new file(s), {result.rows:,} rows"
-            + (f", finished {resumed} interrupted load(s)" if resumed else "")
-        )
-        return result
+    """Every source's bronze load (the caller holds their locks), ``env.ingest_parallelism``
+    sources at a time between the stage-wide file-log commits."""
 
-    results = _for_each_source(spark, sources, env.ingest_parallelism, "bronze", load)
+    def in_parallel(specs: list[SourceSpec], work: Callable[[SourceSpec], T]) -> list:
+        return _for_each_source(spark, specs, env.ingest_parallelism, "bronze", work)
+
+    results = load_bronze_sources(spark, catalog, sources, env.landing_uri, logs, in_parallel)
+    for result in results:
+        if isinstance(result, BronzeLoad):
+            resumed = result.resumed_pending
+            log.info(
+                f"  bronze {result.source}: {result.files} new file(s), {result.rows:,} rows"
+                + (f", finished {resumed} interrupted load(s)" if resumed else "")
+            )
     _raise_first_error(sources, results, "bronze")
     return results
 
@@ -153,16 +154,20 @@ def _silver_sources(
     sources: list[SourceSpec],
     key: bytes,
 ) -> list[SilverLoad]:
-    def load(spec: SourceSpec) -> SilverLoad:
-        # pending loads are read under the lock (a run that held it before may have done some)
-        result = load_silver_source(spark, catalog, spec, key)
-        log.info(
-            f"  silver {spec.name}: {result.rows_in:,} in, {result.accepted:,} accepted, "
-            f"{result.quarantined:,} quarantined"
-        )
-        return result
+    """Every source's pending loads into silver (the caller holds their locks; the pending
+    loads are read under them: a run that held them before may have done some),
+    ``env.ingest_parallelism`` sources at a time, then the shared commits."""
 
-    results = _for_each_source(spark, sources, env.ingest_parallelism, "silver", load)
+    def in_parallel(specs: list[SourceSpec], work: Callable[[SourceSpec], T]) -> list:
+        return _for_each_source(spark, specs, env.ingest_parallelism, "silver", work)
+
+    results = load_silver_sources(spark, catalog, sources, key, map_sources=in_parallel)
+    for result in results:
+        if isinstance(result, SilverLoad):
+            log.info(
+                f"  silver {result.source}: {result.rows_in:,} in, {result.accepted:,} "
+                f"accepted, {result.quarantined:,} quarantined"
+            )
     rejected = [r for r in results if isinstance(r, RejectRateError)]
     for error in rejected:
         log.error(f"  silver FAILED: {error}")
