@@ -1,6 +1,8 @@
 """Customer models over the lakehouse's transactions; one module per model.
 
 - :mod:`.clv`: customer lifetime value (BG/NBD purchases, Gamma-Gamma spend, discounted CLV).
+- :mod:`.segments`: customer segments (K-means, k by silhouette, named by rules), RFM value
+  tiers, and the adjusted Rand index to compare segments with known groups.
 
 Each model reads its section of ``conf/models.yaml``; its functions take DataFrames and values
 and return DataFrames or column expressions, leaving reading and writing to the caller.
@@ -32,6 +34,30 @@ from profilehouse.models.clv import (
     load_clv_settings,
     probability_alive_expr,
 )
+from profilehouse.models.segments import (
+    RfmTierModel,
+    RfmTierProfile,
+    RfmTierSettings,
+    SegmentationError,
+    SegmentationModel,
+    SegmentationSettings,
+    SegmentProfile,
+    SilhouettePoint,
+    adjusted_rand_index,
+    assign_rfm_tiers,
+    assign_segments,
+    high_low_features,
+    load_rfm_tier_settings,
+    load_segmentation_settings,
+    segment_names,
+    segment_summary,
+    silhouette_curve,
+    train_rfm_tiers,
+    train_segmentation,
+    transform_expr,
+    validate_rfm_tier_settings,
+    validate_segmentation_settings,
+)
 
 __all__ = [
     "BgNbdFit",
@@ -40,6 +66,17 @@ __all__ = [
     "ClvSettings",
     "GammaGammaFit",
     "HoldoutBucket",
+    "RfmTierModel",
+    "RfmTierProfile",
+    "RfmTierSettings",
+    "SegmentProfile",
+    "SegmentationError",
+    "SegmentationModel",
+    "SegmentationSettings",
+    "SilhouettePoint",
+    "adjusted_rand_index",
+    "assign_rfm_tiers",
+    "assign_segments",
     "bgnbd_log_likelihood",
     "build_calibration_holdout",
     "build_clv_predictions",
@@ -55,7 +92,18 @@ __all__ = [
     "fit_bgnbd",
     "fit_gamma_gamma",
     "gamma_gamma_log_likelihood",
+    "high_low_features",
     "hyp2f1_truncation_error",
     "load_clv_settings",
+    "load_rfm_tier_settings",
+    "load_segmentation_settings",
     "probability_alive_expr",
+    "segment_names",
+    "segment_summary",
+    "silhouette_curve",
+    "train_rfm_tiers",
+    "train_segmentation",
+    "transform_expr",
+    "validate_rfm_tier_settings",
+    "validate_segmentation_settings",
 ]
