@@ -28,6 +28,33 @@ from profilehouse.ingest.stages import run_bronze_stage, run_silver_stage, selec
 from profilehouse.privacy.tokens import TOKEN_KEY_ENV, TOKEN_KEY_FILE_ENV
 from profilehouse.session import build_spark_session
 
+SHARED_DATA_FIXTURES = frozenset({"generated", "ingested", "first_resolution", "gold_made"})
+SHARED_DATA_GROUP = "shared-generated-data"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the markers (its hook runs early)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Work units for pytest-xdist's ``--dist loadgroup`` (``scripts/test.sh`` runs two workers):
+    every test that uses the generated-data fixtures runs on one worker, so the generation, the
+    ingest, the identity run and the gold run behind them happen once; any other test runs with
+    the rest of its module, so a module-scoped fixture is built once. Without xdist the markers
+    do nothing."""
+    for item in items:
+        uses_shared_data = SHARED_DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
+        group = SHARED_DATA_GROUP if uses_shared_data else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop a ``--dist loadgroup`` worker whose tests xdist did not tag with their group (it
+    then spreads every module over the workers, building each shared fixture on each one)."""
+    tagged = any("@" in item.nodeid for item in session.items)
+    if getattr(session.config.option, "loadgroup", False) and session.items and not tagged:
+        raise pytest.UsageError(
+            "pytest-xdist did not group the tests (--dist loadgroup): install the pytest and "
+            "pytest-xdist versions pyproject.toml pins (scripts/setup.sh does)"
+        )
+
 
 @pytest.fixture(scope="session", autouse=True)
 def token_key() -> Iterator[bytes]:
@@ -177,3 +204,4 @@ def _free_cached_data() -> Iterator[None]:
     session = SparkSession.getActiveSession()
     if session is not None:
         session.catalog.clearCache()
+
