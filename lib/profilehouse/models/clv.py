@@ -45,12 +45,12 @@ from pyspark.sql import types as T
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln
 
-from profilehouse.config import StrictModel, conf_path, parse_model, read_yaml
+from profilehouse.config import StrictModel
 from profilehouse.errors import ProfilehouseError, SchemaError
+from profilehouse.models.settings import models_section
 
 log = logging.getLogger(__name__)
 
-MODELS_FILE = "models.yaml"
 SECTION = "clv"
 
 FREQUENCY = "frequency"
@@ -161,10 +161,7 @@ def load_clv_settings(path: str | Path | None = None) -> ClvSettings:
     (:func:`profilehouse.config.conf_path`). Raises ConfigError naming the file and every bad
     key, its value and what is allowed.
     """
-    source = Path(path) if path is not None else conf_path(MODELS_FILE)
-    data = read_yaml(source)
-    section = {key: value for key, value in data.items() if key == SECTION}
-    return parse_model(section, _ClvSection, source=str(source)).clv
+    return models_section(path, SECTION, _ClvSection)
 
 
 # ---------------------------------------------------------------------------------------------

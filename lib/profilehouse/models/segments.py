@@ -56,12 +56,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from profilehouse.config import StrictModel, conf_path, parse_model, read_yaml
+from profilehouse.config import StrictModel
 from profilehouse.errors import ConfigError, ProfilehouseError, SchemaError
+from profilehouse.models.settings import models_file, models_section
 
 log = logging.getLogger(__name__)
 
-MODELS_FILE = "models.yaml"
 SECTION = "segmentation"
 RFM_SECTION = "rfm_tiers"
 
@@ -236,10 +236,8 @@ def load_segmentation_settings(path: str | Path | None = None) -> SegmentationSe
     naming the file and every bad key: first the keys' own values, then, when those are valid,
     every reference (rules, fills) to a feature that is not configured and k min above max.
     """
-    source = Path(path) if path is not None else conf_path(MODELS_FILE)
-    section = {k: v for k, v in read_yaml(source).items() if k == SECTION}
-    settings = parse_model(section, _SegmentationSection, source=str(source)).segmentation
-    settings = _with_source(settings, str(source))
+    source = str(models_file(path))
+    settings = _with_source(models_section(source, SECTION, _SegmentationSection), source)
     validate_segmentation_settings(settings)
     return settings
 
@@ -247,10 +245,8 @@ def load_segmentation_settings(path: str | Path | None = None) -> SegmentationSe
 def load_rfm_tier_settings(path: str | Path | None = None) -> RfmTierSettings:
     """Load the ``rfm_tiers:`` section of ``conf/models.yaml``; ConfigError as
     :func:`load_segmentation_settings`."""
-    source = Path(path) if path is not None else conf_path(MODELS_FILE)
-    section = {k: v for k, v in read_yaml(source).items() if k == RFM_SECTION}
-    settings = parse_model(section, _RfmSection, source=str(source)).rfm_tiers
-    settings = _with_source(settings, str(source))
+    source = str(models_file(path))
+    settings = _with_source(models_section(source, RFM_SECTION, _RfmSection), source)
     validate_rfm_tier_settings(settings)
     return settings
 
