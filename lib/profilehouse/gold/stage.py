@@ -210,35 +210,16 @@ def _run(
     started = time.perf_counter()
     timer = StepTimer()
     with timer.step("inputs"):
-        config = load_feature_config(conf_dir)
-        registry = load_tag_registry(config.schema, conf_dir)
-        check_tag_sql(spark, registry)
-        record_keys = {n: s.key for n, s in load_identity_settings(conf_dir).records.items()}
-        names = input_table_names(config)
-        if known_at:
-            if snapshot_date is None:
-                raise ValueError("an as-known-at snapshot needs its snapshot date")
-            versions = pinned_versions(spark, catalog, snapshot_date)
-        else:
-            versions = current_versions(spark, catalog, names)
-        tables = {name: _read(spark, catalog, name, versions[name]) for name in names}
+        if known_at and snapshot_date is None:
+            raise ValueError("an as-known-at snapshot needs its snapshot date")
+        pinned = snapshot_date if known_at else None
+        snapshots = _snapshot_maker(spark, catalog, conf_dir, run_id, pinned, mode, timer)
+        config, registry = snapshots.config, snapshots.registry
+        tables = snapshots.tables
         if snapshot_date is None:
             snapshot_date = newest_event_date(spark, config, tables)
     log.info(
         f"  gold: snapshot {snapshot_date} ({'as known at' if known_at else 'as of event time'})"
-    )
-    snapshots = Snapshots(
-        spark,
-        catalog,
-        config,
-        registry,
-        tables,
-        versions,
-        record_keys,
-        run_id,
-        known_at,
-        mode,
-        timer,
     )
     wide, refresh = snapshots.make(snapshot_date)
     with timer.step("tag_catalog"):
@@ -281,6 +262,64 @@ def _run(
         seconds=seconds,
         seconds_by_step=timer.seconds_by_step(),
     )
+
+
+def _snapshot_maker(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    conf_dir: Path | None,
+    run_id: str,
+    known_at: dt.date | None,
+    mode: RefreshMode,
+    timer: StepTimer,
+) -> Snapshots:
+    """A snapshot maker over the inputs pinned now: the versions the first run that made
+    ``known_at`` read, or (``None``) the current versions."""
+    config = load_feature_config(conf_dir)
+    registry = load_tag_registry(config.schema, conf_dir)
+    check_tag_sql(spark, registry)
+    record_keys = {n: s.key for n, s in load_identity_settings(conf_dir).records.items()}
+    names = input_table_names(config)
+    if known_at is not None:
+        versions = pinned_versions(spark, catalog, known_at)
+    else:
+        versions = current_versions(spark, catalog, names)
+    tables = {name: _read(spark, catalog, name, versions[name]) for name in names}
+    return Snapshots(
+        spark,
+        catalog,
+        config,
+        registry,
+        tables,
+        versions,
+        record_keys,
+        run_id,
+        known_at is not None,
+        mode,
+        timer,
+    )
+
+
+def make_missing_snapshots(
+    spark: SparkSession,
+    env: EnvironmentConfig,
+    dates: list[dt.date],
+    conf_dir: Path | None = None,
+    run_id: str | None = None,
+) -> list[dt.date]:
+    """Make the feature and tag snapshots of ``dates`` that ``gold.customer_tags`` lacks (as of
+    event time, from the current inputs; no KPIs), e.g. the older snapshots a model trains on;
+    return the dates made. Holds the ``gold`` lock."""
+    catalog = TableCatalog.for_environment(env)
+    run_id = run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    with locks.hold(spark, catalog, "gold", env.locks, run_id):
+        missing = [day for day in sorted(set(dates)) if not _snapshot_exists(spark, catalog, day)]
+        if missing:
+            maker = _snapshot_maker(spark, catalog, conf_dir, run_id, None, "auto", StepTimer())
+            for day in missing:
+                log.info(f"  gold: making the {day} snapshot (a model trains or validates on it)")
+                maker.make(day)
+        return missing
 
 
 def _planted_signals(
