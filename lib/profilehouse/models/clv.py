@@ -792,13 +792,43 @@ def clv_expr(
     """Discounted CLV of each customer over ``horizon_months``.
 
     ``sum_m (E[purchases by month m] - E[purchases by month m-1]) * spend / (1 + rate)^m``, with
-    the expected spend per purchase of :func:`expected_spend_expr`. Summed by parts (each month's
-    cumulative purchases weighted by ``D_m - D_{m+1}``, the last by ``D_H``, with ``D_m =
-    (1 + rate)^-m``) over one Spark ``transform`` of the months, so the plan holds the series
-    once whatever the horizon.
+    the expected spend per purchase of :func:`expected_spend_expr`: :func:`alive_value_expr`
+    times P(alive) times the expected spend.
+    """
+    alive_value = alive_value_expr(
+        bgnbd,
+        horizon_months=horizon_months,
+        monthly_discount_rate=monthly_discount_rate,
+        days_per_month=days_per_month,
+        frequency=frequency,
+        age=age,
+        max_terms=max_terms,
+        tolerance=tolerance,
+    )
+    spend = expected_spend_expr(gamma_gamma, frequency, monetary)
+    return alive_value * probability_alive_expr(bgnbd, frequency, recency, age) * spend
+
+
+def alive_value_expr(
+    bgnbd: BgNbdFit,
+    *,
+    horizon_months: int,
+    monthly_discount_rate: float,
+    days_per_month: float = 365.25 / 12,
+    frequency: str | Column = FREQUENCY,
+    age: str | Column = AGE,
+    max_terms: int = 3000,
+    tolerance: float = 1e-10,
+) -> Column:
+    """Discounted expected purchases over ``horizon_months`` of a customer alive at the end:
+    a function of frequency and age only (recency enters through P(alive)).
+
+    Summed by parts (each month's cumulative purchases weighted by ``D_m - D_{m+1}``, the last
+    by ``D_H``, with ``D_m = (1 + rate)^-m``) over one Spark ``transform`` of the months, so
+    the plan holds the series once whatever the horizon.
     """
     _warn_if_truncated(bgnbd, horizon_months * days_per_month, max_terms, tolerance)
-    x, tx, t_end = (_double(c) for c in (frequency, recency, age))
+    x, t_end = _double(frequency), _double(age)
     discount = 1 + monthly_discount_rate
 
     def weighted(month: Column) -> Column:
@@ -810,9 +840,7 @@ def clv_expr(
         return weight * _alive_purchases_expr(bgnbd, periods, x, t_end, max_terms, tolerance)
 
     months = F.transform(F.sequence(F.lit(1), F.lit(horizon_months)), weighted)
-    alive_value = F.aggregate(months, F.lit(0.0), lambda total, value: total + value)
-    spend = expected_spend_expr(gamma_gamma, frequency, monetary)
-    return alive_value * probability_alive_expr(bgnbd, x, tx, t_end) * spend
+    return F.aggregate(months, F.lit(0.0), lambda total, value: total + value)
 
 
 def build_clv_predictions(
@@ -828,21 +856,41 @@ def build_clv_predictions(
     tolerance: float = 1e-10,
 ) -> DataFrame:
     """``summary`` with ``p_alive``, ``expected_purchases`` (next ``prediction_days``),
-    ``expected_spend`` (per purchase) and ``clv`` (over ``horizon_months``)."""
+    ``expected_spend`` (per purchase) and ``clv`` (over ``horizon_months``).
+
+    The 2F1 series (up to ``max_terms`` terms, ``horizon_months + 1`` times) depend on
+    frequency and age only: they are summed once per distinct (frequency, age) pair and
+    joined back, not once per customer; P(alive) and the spend are cheap per row."""
     series = {"max_terms": max_terms, "tolerance": tolerance}
-    return summary.select(
-        "*",
-        probability_alive_expr(bgnbd).alias(P_ALIVE),
-        expected_purchases_expr(bgnbd, prediction_days, **series).alias(EXPECTED_PURCHASES),
-        expected_spend_expr(gamma_gamma).alias(EXPECTED_SPEND),
-        clv_expr(
-            bgnbd,
-            gamma_gamma,
-            horizon_months=horizon_months,
-            monthly_discount_rate=monthly_discount_rate,
-            days_per_month=days_per_month,
-            **series,
-        ).alias(CLV),
+    alive_purchases, alive_value = "__alive_purchases", "__alive_value"
+    periods = F.lit(prediction_days / bgnbd.period_days)
+    _warn_if_truncated(bgnbd, prediction_days, max_terms, tolerance)
+    per_pair = (
+        summary.select(FREQUENCY, AGE)
+        .distinct()
+        .select(
+            FREQUENCY,
+            AGE,
+            _alive_purchases_expr(
+                bgnbd, periods, _double(FREQUENCY), _double(AGE), max_terms, tolerance
+            ).alias(alive_purchases),
+            alive_value_expr(
+                bgnbd,
+                horizon_months=horizon_months,
+                monthly_discount_rate=monthly_discount_rate,
+                days_per_month=days_per_month,
+                **series,
+            ).alias(alive_value),
+        )
+    )
+    p_alive = probability_alive_expr(bgnbd)
+    spend = expected_spend_expr(gamma_gamma)
+    return summary.join(per_pair, [FREQUENCY, AGE], "left").select(
+        *summary.columns,
+        p_alive.alias(P_ALIVE),
+        (F.col(alive_purchases) * p_alive).alias(EXPECTED_PURCHASES),
+        spend.alias(EXPECTED_SPEND),
+        (F.col(alive_value) * p_alive * spend).alias(CLV),
     )
 
 
