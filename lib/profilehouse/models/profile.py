@@ -1,11 +1,12 @@
 """The wide customer profile ``gold.customer_profile`` (客户画像宽表): what BI tools read.
 
-One row per master customer of ``identity.golden_records``: masked demographics, the key tags
-and features of a snapshot, the segment, each configured model's current score, decile and
-reasons, CLV, ``snapshot_date`` and ``updated_at``. ``conf/profile.yaml`` says which columns;
-loading it refuses any golden-record column that holds clear PII or a token.
+One row per master customer (of ``identity.golden_records`` or of the feature snapshot):
+masked demographics, the key tags and features of a snapshot, the segment, each configured
+model's current score, decile and reasons, CLV, ``snapshot_date`` and ``updated_at``.
+``conf/profile.yaml`` says which columns; loading it refuses any golden-record column that
+holds clear PII or a token.
 
-:func:`build_customer_profile` is the transform (left joins onto the golden records; scores
+:func:`build_customer_profile` is the transform (left joins onto every master; scores
 turned into columns by conditional aggregation over the configured models, not ``pivot()``).
 :func:`write_customer_profile` MERGEs it into the table on ``master_id``:
 
@@ -207,7 +208,8 @@ def build_customer_profile(
     settings: ProfileSettings,
     snapshot_date: dt.date,
 ) -> DataFrame:
-    """One row per master customer of ``golden``, columns :meth:`ProfileSettings.columns`.
+    """One row per master customer of ``golden`` or of the snapshot of ``features``, columns
+    :meth:`ProfileSettings.columns`.
 
     ``tags`` / ``features``: ``gold.customer_tags`` / ``gold.features``, filtered to
     ``snapshot_date`` when they have that column (one row per master). ``segments``: as
@@ -229,8 +231,19 @@ def build_customer_profile(
         parts.append(
             clv.select(MASTER_ID, F.col(CLV_INPUT).alias(settings.clv_column), *CLV_EXTRA_COLUMNS)
         )
-    profile = golden.select(
-        MASTER_ID, *[F.col(path).alias(c) for c, path in settings.golden_columns.items()]
+    # every master customer: those with golden records and those known only by events
+    # (e.g. app users without a customer record), who have features and tags but no golden row
+    masters = (
+        golden.select(MASTER_ID)
+        .unionByName(_snapshot_of(features, snapshot_date).select(MASTER_ID))
+        .distinct()
+    )
+    profile = masters.join(
+        golden.select(
+            MASTER_ID, *[F.col(path).alias(c) for c, path in settings.golden_columns.items()]
+        ),
+        MASTER_ID,
+        "left",
     )
     for part in parts:
         profile = profile.join(part, MASTER_ID, "left")

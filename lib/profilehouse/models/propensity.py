@@ -354,7 +354,7 @@ class LeakSuspect:
 
 
 def single_feature_aucs(
-    rows: DataFrame, label: str, features: Sequence[str], bins: int = 200
+    rows: DataFrame, label: str, features: Sequence[str], bins: int = 100
 ) -> dict[str, float]:
     """Per numeric feature: max(AUC, 1 − AUC) of ranking by that feature alone.
 
@@ -386,11 +386,14 @@ def single_feature_aucs(
 
 
 def _bin_of(value: Column, edges: list[float]) -> Column:
-    """0 for null, else 1 + the number of cut points below ``value``."""
+    """0 for null, else 1 + the number of cut points below ``value`` (one higher-order
+    function over the cut points: a sum of comparisons per point outgrows whole-stage code
+    generation with many features)."""
     if not edges:
         return F.when(value.isNull(), 0).otherwise(1)
-    above = sum((value > F.lit(e)).cast("int") for e in edges)
-    return F.when(value.isNull(), 0).otherwise(1 + above)
+    cuts = F.array(*[F.lit(float(e)) for e in edges])
+    below = F.size(F.filter(cuts, lambda edge: edge < value))
+    return F.when(value.isNull(), 0).otherwise(1 + below)
 
 
 def _auc_of_histogram(bins: list[tuple[int, int, int]]) -> float:
