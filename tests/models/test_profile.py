@@ -269,13 +269,36 @@ def build(
     return build_customer_profile(
         golden_frame(spark, masters),
         tags_frame(spark, stage_of_m2),
-        features_frame(spark),
+        # a master merged away by identity leaves the next snapshot too
+        features_frame(spark).where(F.col("master_id").isin(masters)),
         segments_frame(spark),
         scores_frame(spark),
         clv_frame(spark),
         settings_of(),
         DAY,
     )
+
+
+def test_a_master_known_only_by_events_gets_a_row_without_demographics(
+    spark: SparkSession,
+) -> None:
+    """An app user or shopper without a customer record has features but no golden record:
+    the profile still has their row, with null demographics."""
+    without_m3 = [m for m in MASTERS if m != "m3"]
+    profile = build_customer_profile(
+        golden_frame(spark, without_m3),
+        tags_frame(spark, "成熟"),
+        features_frame(spark),
+        None,
+        None,
+        None,
+        settings_of(),
+        DAY,
+    )
+    rows = {r["master_id"]: r for r in profile.collect()}
+    assert sorted(rows) == sorted(MASTERS)
+    assert rows["m3"]["name_masked"] is None
+    assert rows["m3"]["aum"] == 50.0
 
 
 def test_the_profile_has_one_row_per_master_and_the_configured_columns(
