@@ -289,13 +289,19 @@ def test_a_demo_run_with_regenerate_resets_the_warehouse(spark: SparkSession, de
     assert not any(DeltaTable.isDeltaTable(spark, ref.location) for ref in stale)
     assert summary.stages["identity"]["precision"] > 0.9  # measured against the ground truth
     seconds = summary.seconds_by_stage()
-    assert list(seconds) == ["generate", "bronze", "silver", "identity", "gold"]
+    assert list(seconds) == ["generate", "bronze", "silver", "identity", "gold", "models"]
     assert all(s > 0 for s in seconds.values())
     gold = summary.stages["gold"]
     assert gold["customers"] > 0 and gold["tags"] >= 120
     assert 0 < gold["coverage"]["mean"] <= 1
     assert sum(gold["coverage"]["tags_by_band"].values()) == gold["tags"]
     assert gold["kpis"]["deposit_customers"] > 0
+    models = summary.stages["models"]
+    assert models["segments"] and all(s["name_zh"] for s in models["segments"])
+    assert models["persona_ari"] is not None  # a demo run has the personas to compare with
+    for name, figures in models["propensity"].items():
+        assert 0 <= figures["validation"]["roc_auc"] <= 1, name
+    assert models["profile"]["customers"] > 0
     assert any(
         m.startswith(f"snapshot {gold['snapshot_date']} (as of event time)") for m in messages
     )
@@ -328,6 +334,7 @@ def test_a_production_run_only_appends_and_merges(spark: SparkSession, demo_run)
     assert "generate" not in summary.stages
     assert not any(m.startswith("== stage: generate") for m in messages)
     assert summary.stages["identity"]["ground_truth"] == "none"
+    assert summary.stages["models"]["persona_ari"] is None  # no personas without a truth
     assert summary.stages["gold"]["customers"] > 0
     assert "  identity quality: no ground truth (production run)" in messages
     assert spark.read.format("delta").load(bronze).count() == rows_before + 3

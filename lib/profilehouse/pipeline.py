@@ -26,6 +26,7 @@ from profilehouse.ingest.stages import (
     selected_sources,
     silver_figures,
 )
+from profilehouse.models.stage import format_models_report, run_models_stage
 from profilehouse.run_summary import RunSummary
 
 if TYPE_CHECKING:
@@ -189,6 +190,13 @@ def run_pipeline(
             )
             figures.update(gold.figures)
         log.info(format_gold_report(gold))
+        log.info("== stage: models (segments, CLV, propensity scores, customer profile)")
+        with summary.timed("models") as figures:
+            models = run_models_stage(
+                spark, env, conf_dir, run_id=summary.run_id, truth_uri=env.truth_uri
+            )
+            figures.update(models.figures)
+        log.info(format_models_report(models))
         log.info(f"stage times: {summary.format_timings()}")
         summary.finish("succeeded")
     except BaseException:

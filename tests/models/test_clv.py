@@ -522,7 +522,8 @@ def test_clv_settings_ignore_other_models_sections(tmp_path: Path) -> None:
             "clv.horizon_month: unknown key (allowed: days_per_month, holdout_days, "
             "horizon_months, hyp2f1_max_terms, hyp2f1_tolerance, l2_penalty, "
             "max_distinct_tuples, max_rounding_periods, monetary_significant_digits, "
-            "monthly_discount_rate, period_days, prediction_days, report_frequency_buckets)",
+            "monthly_discount_rate, period_days, prediction_days, purchases, "
+            "report_frequency_buckets)",
         ),
         (
             {"clv": {"period_days": "weekly"}},

@@ -65,8 +65,20 @@ TAG_VALUES = "tag_values"
 TAG_CATALOG = "tag_catalog"
 SNAPSHOT_RUNS = "snapshot_runs"
 KPI_DAILY = "kpi_daily"
-GOLD_TABLES = frozenset(
-    {FEATURES, CUSTOMER_TAGS, TAG_VALUES, TAG_CATALOG, SNAPSHOT_RUNS, KPI_DAILY}
+# the models stage's gold tables (profilehouse.models.stage, .scores, .profile)
+MODEL_TABLES = frozenset(
+    {
+        "customer_segments",
+        "segment_summary",
+        "customer_clv",
+        "model_scores",
+        "model_scores_history",
+        "customer_profile",
+    }
+)
+GOLD_TABLES = (
+    frozenset({FEATURES, CUSTOMER_TAGS, TAG_VALUES, TAG_CATALOG, SNAPSHOT_RUNS, KPI_DAILY})
+    | MODEL_TABLES
 )
 
 IDENTITY_INPUTS = ("master_members", "golden_records")
@@ -226,13 +238,13 @@ def _run(
         catalog_rows, coverage, customers = tag_catalog(
             spark, catalog, registry, wide, snapshot_date
         )
-        _replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
+        replace_snapshot(catalog_rows, gold_table(catalog, TAG_CATALOG), snapshot_date)
         catalog_rows.unpersist()
     kpis = load_kpi_config(conf_dir)
     starts = {}
     for window in kpis.windows():
         start_date = snapshot_date - dt.timedelta(days=window)
-        if not _snapshot_exists(spark, catalog, start_date):
+        if not snapshot_exists(spark, catalog, start_date):
             log.info(f"  gold: making the {start_date} snapshot ({window}-day KPIs start there)")
             snapshots.make(start_date)
         starts[window] = _customers(spark, catalog, start_date)
@@ -240,7 +252,7 @@ def _run(
         kpi_rows = kpi_values(
             _with_starts(_customers(spark, catalog, snapshot_date), starts), kpis, snapshot_date
         )
-        _replace_snapshot(kpi_rows, gold_table(catalog, KPI_DAILY), snapshot_date)
+        replace_snapshot(kpi_rows, gold_table(catalog, KPI_DAILY), snapshot_date)
         headlines = kpi_headlines(spark, catalog, kpis, snapshot_date)
     with timer.step("planted_signals"):
         signals = _planted_signals(spark, truth_uri, tables["master_members"], wide)
@@ -264,6 +276,36 @@ def _run(
     )
 
 
+@dataclass(frozen=True)
+class FeatureInputs:
+    """What feature snapshots are computed from: the feature config, the silver and identity
+    tables at pinned Delta versions, and the identity record keys."""
+
+    config: FeatureConfig
+    tables: Mapping[str, DataFrame]
+    versions: Mapping[str, int]
+    record_keys: Mapping[str, list[str]]
+
+
+def feature_inputs(
+    spark: SparkSession,
+    catalog: TableCatalog,
+    conf_dir: Path | None = None,
+    known_at: dt.date | None = None,
+) -> FeatureInputs:
+    """The inputs pinned now: the versions the first run that made ``known_at`` read, or
+    (``None``) the current versions."""
+    config = load_feature_config(conf_dir)
+    record_keys = {n: s.key for n, s in load_identity_settings(conf_dir).records.items()}
+    names = input_table_names(config)
+    if known_at is not None:
+        versions = pinned_versions(spark, catalog, known_at)
+    else:
+        versions = current_versions(spark, catalog, names)
+    tables = {name: _read(spark, catalog, name, versions[name]) for name in names}
+    return FeatureInputs(config, tables, versions, record_keys)
+
+
 def _snapshot_maker(
     spark: SparkSession,
     catalog: TableCatalog,
@@ -273,26 +315,18 @@ def _snapshot_maker(
     mode: RefreshMode,
     timer: StepTimer,
 ) -> Snapshots:
-    """A snapshot maker over the inputs pinned now: the versions the first run that made
-    ``known_at`` read, or (``None``) the current versions."""
-    config = load_feature_config(conf_dir)
-    registry = load_tag_registry(config.schema, conf_dir)
+    """A snapshot maker over the inputs :func:`feature_inputs` pins."""
+    inputs = feature_inputs(spark, catalog, conf_dir, known_at)
+    registry = load_tag_registry(inputs.config.schema, conf_dir)
     check_tag_sql(spark, registry)
-    record_keys = {n: s.key for n, s in load_identity_settings(conf_dir).records.items()}
-    names = input_table_names(config)
-    if known_at is not None:
-        versions = pinned_versions(spark, catalog, known_at)
-    else:
-        versions = current_versions(spark, catalog, names)
-    tables = {name: _read(spark, catalog, name, versions[name]) for name in names}
     return Snapshots(
         spark,
         catalog,
-        config,
+        inputs.config,
         registry,
-        tables,
-        versions,
-        record_keys,
+        inputs.tables,
+        inputs.versions,
+        inputs.record_keys,
         run_id,
         known_at is not None,
         mode,
@@ -313,7 +347,7 @@ def make_missing_snapshots(
     catalog = TableCatalog.for_environment(env)
     run_id = run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     with locks.hold(spark, catalog, "gold", env.locks, run_id):
-        missing = [day for day in sorted(set(dates)) if not _snapshot_exists(spark, catalog, day)]
+        missing = [day for day in sorted(set(dates)) if not snapshot_exists(spark, catalog, day)]
         if missing:
             maker = _snapshot_maker(spark, catalog, conf_dir, run_id, None, "auto", StepTimer())
             for day in missing:
@@ -380,17 +414,17 @@ class Snapshots:
         with self.timer.step("features"):
             features, refresh, release = self._features(day)
             try:
-                _replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
+                replace_snapshot(features, gold_table(self.catalog, FEATURES), day)
             finally:
                 release()
         with self.timer.step("tags"):
             stored = _stored(self.spark, self.catalog, FEATURES, day)
             wide_ref = gold_table(self.catalog, CUSTOMER_TAGS)
-            _replace_snapshot(tag_values(stored, self.registry), wide_ref, day)
+            replace_snapshot(tag_values(stored, self.registry), wide_ref, day)
             wide = _stored(self.spark, self.catalog, CUSTOMER_TAGS, day)
         with self.timer.step("long_tags"):
             long_ref = gold_table(self.catalog, TAG_VALUES)
-            _replace_snapshot(long_tag_values(wide, self.registry), long_ref, day)
+            replace_snapshot(long_tag_values(wide, self.registry), long_ref, day)
         with self.timer.step("snapshot_runs"):
             _record_run(
                 self.spark,
@@ -512,7 +546,7 @@ def _stored(spark: SparkSession, catalog: TableCatalog, name: str, day: dt.date)
     )
 
 
-def _snapshot_exists(spark: SparkSession, catalog: TableCatalog, day: dt.date) -> bool:
+def snapshot_exists(spark: SparkSession, catalog: TableCatalog, day: dt.date) -> bool:
     ref = gold_table(catalog, CUSTOMER_TAGS)
     return delta_io.table_exists(spark, ref) and bool(
         _stored(spark, catalog, CUSTOMER_TAGS, day).limit(1).count()
@@ -635,7 +669,7 @@ def newest_event_date(
     return row["d"]
 
 
-def _replace_snapshot(df: DataFrame, ref: TableRef, snapshot_date: dt.date) -> None:
+def replace_snapshot(df: DataFrame, ref: TableRef, snapshot_date: dt.date) -> None:
     """Write ``df`` as the ``snapshot_date`` partition of ``ref``, replacing it whole. New
     columns (a feature or tag added to the config) join the table; earlier snapshots keep
     theirs and read null for them."""

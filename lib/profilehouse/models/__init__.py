@@ -3,6 +3,13 @@
 - :mod:`.clv`: customer lifetime value (BG/NBD purchases, Gamma-Gamma spend, discounted CLV).
 - :mod:`.segments`: customer segments (K-means, k by silhouette, named by rules), RFM value
   tiers, and the adjusted Rand index to compare segments with known groups.
+- :mod:`.propensity`: propensity objectives (population, label after the snapshot, features),
+  the time-split snapshot dates and the leakage checks.
+- :mod:`.logistic`, :mod:`.evaluation`: the MLlib logistic regression (with reason codes) and
+  its validation report; :mod:`.byo` trains it on any table from a YAML spec.
+- :mod:`.registry`: every trained model versioned in MLflow and ``ops.model_versions``.
+- :mod:`.scores`, :mod:`.profile`: ``gold.model_scores`` and ``gold.customer_profile``.
+- :mod:`.stage`: the models stage that runs all of them over the gold snapshots.
 
 Each model reads its section of ``conf/models.yaml``; its functions take DataFrames and values
 and return DataFrames or column expressions, leaving reading and writing to the caller.

@@ -84,8 +84,23 @@ class ClvFitError(ProfilehouseError):
 # ---------------------------------------------------------------------------------------------
 
 
+class PurchaseSource(StrictModel):
+    """Purchases read from one feature source of ``conf/features.yaml``: its rows of one order
+    are one purchase, whose spend is the sum of ``amount``."""
+
+    source: str = Field(min_length=1, description="Feature source with an event time.")
+    where: str | None = Field(default=None, description="Spark SQL condition on its rows.")
+    order: str = Field(min_length=1, description="Spark SQL: the order (receipt) key.")
+    amount: str = Field(min_length=1, description="Spark SQL: a row's spend.")
+
+
 class ClvSettings(StrictModel):
-    """``clv:`` in ``conf/models.yaml``: periods, horizons, discounting and fitting limits."""
+    """``clv:`` in ``conf/models.yaml``: purchases, periods, horizons, discounting and fitting
+    limits."""
+
+    purchases: list[PurchaseSource] = Field(
+        default=[], description="Where purchases come from (the models stage reads them)."
+    )
 
     period_days: int = Field(
         default=1, ge=1, le=366, description="Length of one period in days (1: daily)."

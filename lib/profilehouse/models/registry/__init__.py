@@ -37,6 +37,7 @@ from profilehouse.models.registry.register import (
     champion,
     download_version_artifacts,
     load_champion_artifacts,
+    model_version,
     register_model_version,
 )
 from profilehouse.models.registry.settings import (
@@ -71,6 +72,7 @@ __all__ = [
     "load_registry_settings",
     "model_fingerprint",
     "model_history",
+    "model_version",
     "model_versions_table",
     "promotion_decision",
     "register_model_version",

@@ -128,6 +128,11 @@ def champion(settings: RegistrySettings, model_name: str) -> ModelVersion | None
     return None if number is None else store.read_version(client, model_name, number)
 
 
+def model_version(settings: RegistrySettings, model_name: str, version: int) -> ModelVersion:
+    """Version ``version`` of ``model_name`` as registered."""
+    return store.read_version(store.mlflow_client(settings), model_name, version)
+
+
 def load_champion_artifacts(
     settings: RegistrySettings, model_name: str, dest_dir: str | Path
 ) -> Path:
