@@ -204,4 +204,3 @@ def _free_cached_data() -> Iterator[None]:
     session = SparkSession.getActiveSession()
     if session is not None:
         session.catalog.clearCache()
-
